@@ -1,0 +1,164 @@
+"""CSR adjacency per edge type, and the gene-to-incident-edge index.
+
+Pure functions over numpy arrays. Conventions (also in ``storage_layout.md``):
+
+- Row ``i`` of a CSR holds the out-neighbours of gene ``i``, columns sorted ascending.
+- Undirected types are stored in both directions, so the CSR is symmetric.
+- An *edge* is a CSR entry; its id is its position in ``indices`` (0..nnz-1).
+  Edge masks, ``edge_index`` and the incidence index all use these ids.
+- Self-loops are dropped; duplicate pairs are merged keeping the maximum weight
+  (STRING lists every pair twice with the same score; where sources disagree the
+  strongest evidence wins). Both are counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.edges import EdgeTable
+
+
+@dataclass(frozen=True)
+class CSR:
+    """Compressed sparse rows: ``indptr`` int64 [n+1], ``indices`` int32 [nnz], ``weights`` float32 [nnz]."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    weights: np.ndarray
+    directed: bool
+
+    @property
+    def n_nodes(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def nnz(self) -> int:
+        return len(self.indices)
+
+    @property
+    def n_pairs(self) -> int:
+        """Distinct gene pairs: nnz for directed types, nnz/2 for undirected ones."""
+        return self.nnz if self.directed else self.nnz // 2
+
+    def rows(self) -> np.ndarray:
+        """Source gene of every edge (int32 [nnz])."""
+        return np.repeat(np.arange(self.n_nodes, dtype=np.int32), np.diff(self.indptr))
+
+    def edge_index(self) -> np.ndarray:
+        """``[2, nnz]`` int64 (source, target) in edge-id order, as PyG expects."""
+        return np.stack([self.rows().astype(np.int64), self.indices.astype(np.int64)])
+
+    def degree(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+
+def build_csr(edges: EdgeTable, n_nodes: int) -> tuple[CSR, dict[str, int]]:
+    """Deduplicate, drop self-loops, symmetrise (undirected) and compress ``edges``.
+
+    Returns the CSR and counts: ``rows_in``, ``dropped_self_loop``,
+    ``merged_mirror`` (undirected only: rows restating a pair in the other orientation),
+    ``merged_duplicate`` (rows repeating a pair in the same orientation),
+    ``conflicting_duplicate`` (pairs whose rows disagreed on the weight), ``pairs``, ``nnz``.
+
+    >>> e = EdgeTable("t", [0, 1, 2, 2], [1, 0, 2, 0], [0.5, 0.7, 1.0, 0.2], directed=False)
+    >>> csr, st = build_csr(e, 3)
+    >>> csr.indptr.tolist(), csr.indices.tolist(), csr.weights.tolist()
+    ([0, 2, 3, 4], [1, 2, 0, 0], [0.699999988079071, 0.20000000298023224, 0.699999988079071, 0.20000000298023224])
+    >>> st["dropped_self_loop"], st["merged_mirror"], st["merged_duplicate"], st["conflicting_duplicate"]
+    (1, 1, 0, 1)
+    """
+    src, dst, w = edges.src, edges.dst, edges.weight
+    for arr in (src, dst):
+        if len(arr) and (arr.min() < 0 or arr.max() >= n_nodes):
+            raise ValueError(f"{edges.name}: gene index out of range [0, {n_nodes})")
+    stats = {"rows_in": int(len(src))}
+    loop = src == dst
+    stats["dropped_self_loop"] = int(loop.sum())
+    if stats["dropped_self_loop"]:
+        keep = ~loop
+        src, dst, w = src[keep], dst[keep], w[keep]
+    if not edges.directed:  # canonical orientation: a < b
+        a, b = np.minimum(src, dst), np.maximum(src, dst)
+    else:
+        a, b = src, dst
+    key = a.astype(np.int64) * n_nodes + b.astype(np.int64)
+    order = np.argsort(key, kind="stable")
+    key_s, w_s = key[order], w[order]
+    first = np.ones(len(key_s), dtype=bool)
+    first[1:] = key_s[1:] != key_s[:-1]
+    starts = np.flatnonzero(first)
+    wmax = np.maximum.reduceat(w_s, starts) if len(starts) else w_s[:0]
+    wmin = np.minimum.reduceat(w_s, starts) if len(starts) else w_s[:0]
+    stats["merged_duplicate"] = int(len(key_s) - len(starts))
+    if not edges.directed:
+        # rows that only restate a pair in the other orientation (STRING lists each pair twice)
+        oriented = np.unique(src.astype(np.int64) * n_nodes + dst)
+        stats["merged_mirror"] = int(len(oriented) - len(starts))
+        stats["merged_duplicate"] -= stats["merged_mirror"]
+    stats["conflicting_duplicate"] = int((wmax != wmin).sum())
+    ukey = key_s[starts]
+    ua, ub = (ukey // n_nodes).astype(np.int32), (ukey % n_nodes).astype(np.int32)
+    if not edges.directed:
+        ua, ub = np.concatenate([ua, ub]), np.concatenate([ub, ua])
+        wmax = np.concatenate([wmax, wmax])
+        order = np.lexsort((ub, ua))
+        ua, ub, wmax = ua[order], ub[order], wmax[order]
+    # ukey order is already (row, col) sorted for directed types
+    counts = np.bincount(ua, minlength=n_nodes)
+    indptr = np.zeros(n_nodes + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    csr = CSR(indptr, ub.astype(np.int32), wmax.astype(np.float32), edges.directed)
+    stats["pairs"] = csr.n_pairs
+    stats["nnz"] = csr.nnz
+    return csr, stats
+
+
+def incidence(csr: CSR) -> tuple[np.ndarray, np.ndarray]:
+    """Gene -> ids of the edges that touch it (as source or target), in CSR form.
+
+    Returns ``(indptr int64 [n+1], edge_ids int64 [2*nnz])``; each gene's edge ids are
+    sorted ascending. Without self-loops every edge appears under exactly two genes.
+    The edge mask of a perturbation set S is 0 exactly at
+    ``edge_ids[indptr[g]:indptr[g+1]]`` for g in S.
+
+    >>> c = CSR(np.array([0, 1, 2, 2]), np.array([1, 0], np.int32), np.ones(2, np.float32), False)
+    >>> ip, ids = incidence(c)
+    >>> ip.tolist(), ids.tolist()
+    ([0, 2, 4, 4], [0, 1, 0, 1])
+    """
+    n, nnz = csr.n_nodes, csr.nnz
+    eid = np.arange(nnz, dtype=np.int64)
+    genes = np.concatenate([csr.rows(), csr.indices])
+    ids = np.concatenate([eid, eid])
+    order = np.lexsort((ids, genes))
+    counts = np.bincount(genes, minlength=n)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return indptr, ids[order]
+
+
+def check_csr(csr: CSR) -> list[str]:
+    """Invariants every stored CSR satisfies; returns the violated ones (empty = valid)."""
+    bad = []
+    ip, ix = csr.indptr, csr.indices
+    if ip[0] != 0 or ip[-1] != len(ix) or np.any(np.diff(ip) < 0):
+        bad.append("indptr is not a monotone 0..nnz offset array")
+        return bad
+    rows = csr.rows()
+    if len(ix) and (ix.min() < 0 or ix.max() >= csr.n_nodes):
+        bad.append("column index out of range")
+    if np.any(rows == ix):
+        bad.append("self-loop present")
+    if len(ix) > 1:
+        same_row = rows[1:] == rows[:-1]
+        if np.any(same_row & (ix[1:] <= ix[:-1])):
+            bad.append("columns not strictly increasing within a row (unsorted or duplicate)")
+    if not csr.directed and len(ix):
+        fwd = rows.astype(np.int64) * csr.n_nodes + ix
+        rev = ix.astype(np.int64) * csr.n_nodes + rows
+        order = np.argsort(rev, kind="stable")
+        if not np.array_equal(fwd, rev[order]) or not np.array_equal(csr.weights, csr.weights[order]):
+            bad.append("undirected CSR is not symmetric (structure or weights)")
+    return bad

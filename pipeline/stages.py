@@ -1,0 +1,333 @@
+"""The stages of a graph build, defined once; the CLI and the Prefect flow both run them.
+
+:func:`run_graph_build` is the only place that sequences the stages. It takes a
+``run`` callable that executes one stage: :func:`direct` calls the function (CLI);
+the flow passes a wrapper that runs it as a Prefect task. Stage functions are
+plain, picklable and free of Prefect.
+
+Stages: ``plan_build`` (resolve selectors to files, hash inputs, decide whether
+the store is up to date) -> ``load_genes`` -> ``read_source`` per source ->
+``compress_edges`` per edge type -> ``publish_graph`` (atomic) -> ``summarize``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import zarr
+
+import pipeline
+from pipeline.csr import CSR, build_csr
+from pipeline.edges import EdgeTable
+from pipeline.errors import SourceMissingError, StoreError
+from pipeline.genes import GeneIndex, read_gene_list, read_gene_table_tsv
+from pipeline.registry import REPO_ROOT, SAMPLE_DIR, SOURCES, find_raw, resolve
+from pipeline.stores.atomic import clean_stale, publishing
+from pipeline.stores.graph import (FORMAT_VERSION, open_graph, write_edge_type, write_genes,
+                                   write_manifest)
+
+log = logging.getLogger("pipeline.build")
+T = TypeVar("T")
+
+SAMPLE_GENES = SAMPLE_DIR / "genes.tsv"
+
+
+@dataclass
+class BuildConfig:
+    """Everything a graph build depends on besides the input files' bytes."""
+
+    graphs: list[str]
+    raw: Path = Path("data/raw")
+    out: Path = Path("data/processed")
+    name: str | None = None
+    genes: Path | None = None
+    download: bool = False
+    force: bool = False
+    go_max_term_size: int = 300
+
+    def __post_init__(self) -> None:
+        self.raw, self.out = Path(self.raw), Path(self.out)
+        self.genes = Path(self.genes) if self.genes else None
+        if isinstance(self.graphs, str):
+            self.graphs = [self.graphs]
+
+    @property
+    def build_name(self) -> str:
+        return self.name or "+".join(sorted(resolve(self.graphs)))
+
+
+@dataclass
+class InputFile:
+    role: str
+    path: str
+    sha256: str
+    bytes: int
+    origin: str  # raw | sample | download | argument
+    synthetic: bool = False
+    files: list[dict[str, Any]] = field(default_factory=list)  # per file, for folders
+
+
+@dataclass
+class BuildPlan:
+    config: BuildConfig
+    store: Path
+    genes: InputFile
+    genes_format: str
+    sources: dict[str, list[str]]  # source -> edge types
+    inputs: dict[str, InputFile | None]  # source -> file (None for derived sources)
+    parameters: dict[str, Any]
+    build_key: str
+    up_to_date: bool
+
+
+def direct(fn: Callable[..., T], *args: Any) -> T:
+    """Run a stage in this process (the CLI's runner)."""
+    return fn(*args)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while b := fh.read(1 << 22):
+            h.update(b)
+    return h.hexdigest()
+
+
+def _sample_synthetic() -> set[str]:
+    """Paths (relative to data/sample) that data/sample/MANIFEST.json marks synthetic."""
+    mf = SAMPLE_DIR / "MANIFEST.json"
+    if not mf.is_file():
+        return set()
+    return {f["path"] for f in json.loads(mf.read_text())["files"] if f.get("synthetic")}
+
+
+def describe_input(role: str, path: Path, origin: str) -> InputFile:
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    synthetic = set()
+    if origin == "sample":
+        synthetic = _sample_synthetic()
+    recs = []
+    for f in files:
+        rel = f.relative_to(SAMPLE_DIR).as_posix() if origin == "sample" else f.name
+        recs.append({"path": str(f), "sha256": _sha256(f), "bytes": f.stat().st_size,
+                     "synthetic": rel in synthetic})
+    digest = recs[0]["sha256"] if len(recs) == 1 else hashlib.sha256(
+        "".join(r["sha256"] for r in recs).encode()).hexdigest()
+    return InputFile(role, str(path), digest, sum(r["bytes"] for r in recs), origin,
+                     synthetic=any(r["synthetic"] for r in recs), files=recs if len(recs) > 1 else [])
+
+
+def _gene_source(cfg: BuildConfig) -> tuple[Path, str, str]:
+    if cfg.genes is not None:
+        if not cfg.genes.exists():
+            raise SourceMissingError(f"--genes {cfg.genes}: no such file or folder")
+        return cfg.genes, _gene_format(cfg.genes), "argument"
+    gdir = cfg.raw / "genome"
+    if gdir.is_dir():
+        for pat in ("*.gff", "*.gff3", "*.gff.gz", "*.gff3.gz"):
+            hits = sorted(gdir.glob(pat))
+            if hits:
+                return hits[-1], "gff3", "raw"
+        if sorted(gdir.glob("chr*.gb*")):
+            return gdir, "genbank", "raw"
+    log.warning("no gene annotation in %s (SGD's saccharomyces_cerevisiae*.gff[.gz] or chr01.gb..chr16.gb): "
+                "using the gene table derived from the R64-2-1 GenBank files, %s", gdir, SAMPLE_GENES)
+    return SAMPLE_GENES, "table", "sample"
+
+
+def _gene_format(path: Path) -> str:
+    name = path.name.lower()
+    if path.is_dir() or name.endswith((".gb", ".gb.gz", ".gbk")):
+        return "genbank"
+    if name.endswith((".gff", ".gff3", ".gff.gz", ".gff3.gz")):
+        return "gff3"
+    if name.endswith(".tsv"):
+        return "table"
+    if name.endswith(".txt"):
+        return "list"
+    raise ValueError(f"{path}: unknown gene annotation format (want .gff[3][.gz], .gb / a folder "
+                     f"of chr*.gb, a gene table .tsv, or a gene list .txt)")
+
+
+def _source_file(cfg: BuildConfig, name: str) -> tuple[Path, str]:
+    src = SOURCES[name]
+    found = find_raw(src, cfg.raw)
+    if found is not None:
+        return found, "raw"
+    where = cfg.raw / src.subdir / (src.file_name or src.patterns[0])
+    if cfg.download and src.url:
+        from pipeline.sources.download import fetch
+        return fetch(src.url, where, sha256=src.sha256), "download"
+    if src.sample and (SAMPLE_DIR / src.sample).exists():
+        log.warning("no real %s file in %s: using the SYNTHETIC sample %s (put the real file at %s%s)",
+                    name, cfg.raw / src.subdir, SAMPLE_DIR / src.sample, where,
+                    " or pass --download" if src.url else "")
+        return SAMPLE_DIR / src.sample, "sample"
+    hint = f", or pass --download to fetch it from {src.url}" if src.url else ""
+    raise SourceMissingError(f"{name}: no input found; put {src.description} at {where}{hint}")
+
+
+def _code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{pipeline.__version__}" + (f"+g{sha}" if sha else "")
+
+
+# --- stages ----------------------------------------------------------------------------
+
+def plan_build(cfg: BuildConfig) -> BuildPlan:
+    """Resolve selectors and files, hash the inputs, and decide whether the store is current."""
+    sources = resolve(cfg.graphs)
+    gpath, gfmt, gorigin = _gene_source(cfg)
+    genes_in = describe_input("genes", gpath, gorigin)
+    inputs: dict[str, InputFile | None] = {}
+    for name in sources:
+        if SOURCES[name].derived:
+            inputs[name] = None
+            continue
+        path, origin = _source_file(cfg, name)
+        inputs[name] = describe_input(name, path, origin)
+    params = {"graphs": sorted({t for ts in sources.values() for t in ts}),
+              "genes_format": gfmt, "format_version": FORMAT_VERSION}
+    if "go" in sources:
+        params["go_max_term_size"] = cfg.go_max_term_size
+    key_src = {"params": params, "genes": genes_in.sha256,
+               "inputs": {k: (v.sha256 if v else None) for k, v in inputs.items()},
+               "version": pipeline.__version__}
+    build_key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()
+    store = cfg.out / cfg.build_name / "graph.zarr"
+    up_to_date = False
+    if store.exists() and not cfg.force:
+        try:
+            up_to_date = open_graph(store).manifest.get("build_key") == build_key
+        except StoreError:
+            up_to_date = False
+    return BuildPlan(cfg, store, genes_in, gfmt, sources, inputs, params, build_key, up_to_date)
+
+
+def load_genes(plan: BuildPlan) -> GeneIndex:
+    """Read the gene universe in its format and sort it into the build's index."""
+    path, fmt = Path(plan.genes.path), plan.genes_format
+    if fmt == "gff3":
+        from pipeline.sources.gff3 import read_gff3
+        df = read_gff3(path)
+    elif fmt == "genbank":
+        from pipeline.sources.genbank import read_genbank
+        df = read_genbank(path)
+    elif fmt == "table":
+        df = read_gene_table_tsv(path)
+    else:
+        df = read_gene_list(path)
+    genes = GeneIndex.from_table(df, source=str(path))
+    log.info("genes: %d from %s (%s), fingerprint %s", len(genes), path, fmt, genes.fingerprint[:12])
+    return genes
+
+
+def read_source(plan: BuildPlan, name: str, genes: GeneIndex) -> dict[str, EdgeTable]:
+    """Read one source into edge tables, one per selected edge type."""
+    inp = plan.inputs[name]
+    path = Path(inp.path) if inp else None
+    t0 = time.perf_counter()
+    tables = SOURCES[name].reader(path, genes, plan.sources[name], plan.parameters)
+    for t in tables.values():
+        log.info("%s: read %s rows from %s, kept %d, dropped %s (%.2fs)", t.name,
+                 t.stats.get("rows_read", len(t)), path or "the gene table", len(t),
+                 {k: v for k, v in t.stats.items() if k.startswith("dropped")}, time.perf_counter() - t0)
+    return tables
+
+
+def compress_edges(table: EdgeTable, n_genes: int) -> tuple[CSR, dict[str, int]]:
+    """CSR of one edge type: dedup (max weight), drop self-loops, both directions if undirected."""
+    csr, st = build_csr(table, n_genes)
+    log.info("%s: %d pairs, %d CSR entries; dropped %d self-loops, merged %d mirrored and %d duplicate "
+             "rows (%d with conflicting weights, max kept)", table.name, st["pairs"], st["nnz"],
+             st["dropped_self_loop"], st.get("merged_mirror", 0), st["merged_duplicate"],
+             st["conflicting_duplicate"])
+    return csr, st
+
+
+def publish_graph(plan: BuildPlan, genes: GeneIndex, tables: dict[str, EdgeTable],
+                  compressed: dict[str, tuple[CSR, dict[str, int]]]) -> Path:
+    """Write the store under a temporary name, manifest last, then rename it into place."""
+    stale = clean_stale(plan.store)
+    if stale:
+        log.info("removed %d temporary store(s) left by an interrupted build", stale)
+    edge_meta: dict[str, Any] = {}
+    with publishing(plan.store) as tmp:
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        write_genes(root, genes)
+        for name, (csr, st) in compressed.items():
+            t = tables[name]
+            meta = {"source": t.source, "stats": {**t.stats, **st}}
+            edge_meta[name] = write_edge_type(root, name, csr, genes.fingerprint, meta)
+        manifest = {
+            "build": plan.config.build_name,
+            "build_key": plan.build_key,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "code_version": _code_version(),
+            "parameters": plan.parameters,
+            "inputs": [asdict(plan.genes)] + [asdict(v) for v in plan.inputs.values() if v],
+            "synthetic_inputs": any(v.synthetic for v in [plan.genes, *plan.inputs.values()] if v),
+            "genes": {"n": len(genes), "fingerprint": genes.fingerprint, "source": plan.genes.path},
+            "edge_types": edge_meta,
+        }
+        write_manifest(root, manifest)
+    log.info("published %s", plan.store)
+    return plan.store
+
+
+def summarize(store: Path) -> str:
+    """A table of genes and edges per type, for the end of a build."""
+    g = open_graph(store)
+    m = g.manifest
+    rows = [("edge type", "directed", "pairs", "CSR entries", "rows read", "dropped", "merged")]
+    for name in g.edge_types:
+        a = m["edge_types"][name]
+        st = a["stats"]
+        dropped = sum(v for k, v in st.items() if k.startswith("dropped"))
+        merged = st.get("merged_duplicate", 0) + st.get("merged_mirror", 0)
+        rows.append((name, "yes" if a["directed"] else "no", f"{a['pairs']:,}", f"{a['nnz']:,}",
+                     f"{st.get('rows_read', st.get('rows_in', 0)):,}", f"{dropped:,}", f"{merged:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    lines = [f"{store}  genes: {m['genes']['n']:,}  edge types: {len(g.edge_types)}"
+             + ("  (SYNTHETIC inputs)" if m.get("synthetic_inputs") else ""), fmt(rows[0]),
+             "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows[1:]]
+    total = sum(m["edge_types"][n]["pairs"] for n in g.edge_types)
+    lines.append(f"total pairs: {total:,}")
+    return "\n".join(lines)
+
+
+# --- the one sequencing of the stages ----------------------------------------------------
+
+Runner = Callable[..., Any]
+
+
+def run_graph_build(cfg: BuildConfig, run: Runner = direct) -> tuple[Path, bool]:
+    """Run every stage of a graph build; returns (store path, whether anything was built)."""
+    plan = run(plan_build, cfg)
+    if plan.up_to_date:
+        log.info("%s is up to date (same inputs and parameters, build key %s): nothing to do",
+                 plan.store, plan.build_key[:12])
+        return plan.store, False
+    genes = run(load_genes, plan)
+    tables: dict[str, EdgeTable] = {}
+    for name in plan.sources:
+        tables.update(run(read_source, plan, name, genes))
+    compressed = {name: run(compress_edges, t, len(genes)) for name, t in tables.items()}
+    store = run(publish_graph, plan, genes, tables, compressed)
+    return store, True

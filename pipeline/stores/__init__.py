@@ -1,0 +1,1 @@
+"""On-disk stores. ``storage_layout.md`` is the contract of each one."""

@@ -1,0 +1,70 @@
+"""Publish a directory atomically: build it under a temporary name, then rename.
+
+A reader only ever opens the final name, and the final name only ever holds a
+complete store: a killed writer leaves a ``.<name>.tmp-*`` directory behind, which
+no reader opens and the next writer removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def clean_stale(final: Path) -> int:
+    """Remove temporaries left by killed writers of ``final``; returns how many."""
+    n = 0
+    for p in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
+        n += 1
+    for p in final.parent.glob(f".{final.name}.old-*"):
+        shutil.rmtree(p, ignore_errors=True)
+        n += 1
+    return n
+
+
+@contextlib.contextmanager
+def publishing(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory; on normal exit it replaces ``final`` in one rename.
+
+    On an exception the temporary is removed and ``final`` is left as it was.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with publishing(d / "store") as tmp:
+    ...     _ = (tmp / "data").write_text("x")
+    >>> (d / "store" / "data").read_text()
+    'x'
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(tmp)
+    if final.exists():
+        # rename() cannot replace a non-empty directory: move the old one aside first.
+        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:12]}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+    _fsync_dir(final.parent)

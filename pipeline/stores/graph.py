@@ -1,0 +1,227 @@
+"""The graph store: gene index + per-edge-type CSR + incidence, in one Zarr v3 group.
+
+Layout (exact contract in ``storage_layout.md``)::
+
+    graph.zarr/
+      zarr.json                     attributes: format, format_version, manifest
+      genes/                        attributes: n_genes, fingerprint, chromosomes
+        id, name                    string [n]
+        chromosome, strand          int8 [n]
+        start, end, length          int64 [n]
+        go_indptr, go_terms         int64 [n+1], string [m]
+        alias_indptr, aliases       int64 [n+1], string [k]
+      edges/<type>/                 attributes: directed, pairs, nnz, fingerprint, source, stats
+        indptr                      int64 [n+1]
+        indices                     int32 [nnz]
+        weights                     float32 [nnz]
+        incidence_indptr            int64 [n+1]
+        incidence_edges             int32 [2*nnz]
+
+The manifest is written last; a group without it is not a graph store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import zarr
+from zarr.codecs import BloscCodec
+
+from pipeline.csr import CSR, incidence
+from pipeline.errors import StoreError
+from pipeline.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform
+
+FORMAT = "yeast-pipeline.graph"
+FORMAT_VERSION = 1
+#: ~4 MB of int32 per chunk: above zarr's ~1 MB guidance, small enough to stream.
+CHUNK_ELEMS = 1 << 20
+_COMPRESSOR = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+_STR_COMPRESSOR = None  # zarr's default for strings (vlen-utf8 + zstd)
+
+
+def _put(group: zarr.Group, name: str, data: np.ndarray) -> None:
+    data = np.asarray(data)
+    chunks = (max(1, min(len(data), CHUNK_ELEMS)),)
+    if data.dtype.kind in "UOT":
+        arr = group.create_array(name, shape=data.shape, dtype=str, chunks=chunks)
+    else:
+        arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
+                                 compressors=_COMPRESSOR)
+    if len(data):
+        arr[:] = data
+
+
+def edge_fingerprint(gene_fingerprint: str, csr: CSR) -> str:
+    """sha256 of the gene index fingerprint, directedness and the CSR arrays' bytes."""
+    h = hashlib.sha256()
+    h.update(gene_fingerprint.encode())
+    h.update(b"directed" if csr.directed else b"undirected")
+    for a in (csr.indptr.astype("<i8"), csr.indices.astype("<i4"), csr.weights.astype("<f4")):
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _list_csr(col: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    lens = col.list.len().fill_null(0).to_numpy().astype(np.int64)
+    indptr = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=indptr[1:])
+    values = col.explode().drop_nulls().to_numpy().astype(str) if indptr[-1] else np.array([], dtype=str)
+    return indptr, values
+
+
+def write_genes(root: zarr.Group, genes: GeneIndex) -> None:
+    t = genes.table
+    g = root.create_group("genes")
+    _put(g, "id", t["id"].to_numpy().astype(str))
+    _put(g, "name", t["name"].fill_null("").to_numpy().astype(str))
+    chrom_code = {c: i for i, c in enumerate(CHROMOSOMES)}
+    _put(g, "chromosome", np.array([chrom_code.get(c, -1) if c else -1 for c in t["chromosome"].to_list()],
+                                   dtype=np.int8))
+    strand = t["strand"].to_list()
+    _put(g, "strand", np.array([1 if s == "+" else -1 if s == "-" else 0 for s in strand], dtype=np.int8))
+    for c in ("start", "end", "length"):
+        _put(g, c, t[c].fill_null(-1).to_numpy().astype(np.int64))
+    for col, prefix in (("go_terms", "go"), ("aliases", "alias")):
+        ip, vals = _list_csr(t[col])
+        _put(g, f"{prefix}_indptr", ip)
+        _put(g, "go_terms" if prefix == "go" else "aliases", vals)
+    g.attrs.update({"n_genes": len(genes), "fingerprint": genes.fingerprint,
+                    "chromosomes": CHROMOSOMES, "source": genes.source})
+
+
+def write_edge_type(root: zarr.Group, name: str, csr: CSR, gene_fingerprint: str,
+                    meta: dict[str, Any]) -> dict[str, Any]:
+    """Write one edge type under ``edges/<name>``; returns its attributes."""
+    g = root.require_group("edges").create_group(name)
+    _put(g, "indptr", csr.indptr.astype(np.int64))
+    _put(g, "indices", csr.indices.astype(np.int32))
+    _put(g, "weights", csr.weights.astype(np.float32))
+    inc_ptr, inc_ids = incidence(csr)
+    _put(g, "incidence_indptr", inc_ptr)
+    _put(g, "incidence_edges", inc_ids.astype(np.int32))
+    attrs = {"directed": csr.directed, "pairs": csr.n_pairs, "nnz": csr.nnz,
+             "fingerprint": edge_fingerprint(gene_fingerprint, csr), **meta}
+    g.attrs.update(attrs)
+    return attrs
+
+
+def write_manifest(root: zarr.Group, manifest: dict[str, Any]) -> None:
+    """Written last: its presence marks the store complete."""
+    root.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "manifest": manifest})
+
+
+@dataclass
+class GraphStore:
+    """A published graph store, opened read-only. Arrays are read on first use and cached.
+
+    >>> g = open_graph("data/processed/string12/graph.zarr")   # doctest: +SKIP
+    >>> g.edge_types, len(g.gene_ids), g.csr("string12_coexpression").nnz   # doctest: +SKIP
+    """
+
+    path: Path
+    root: zarr.Group
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return dict(self.root.attrs["manifest"])
+
+    @property
+    def fingerprint(self) -> str:
+        """Fingerprint of the gene index (see :func:`pipeline.genes.fingerprint_ids`)."""
+        return str(self.root["genes"].attrs["fingerprint"])
+
+    @cached_property
+    def gene_ids(self) -> np.ndarray:
+        return np.asarray(self.root["genes/id"][:]).astype(str)
+
+    @property
+    def n_genes(self) -> int:
+        return int(self.root["genes"].attrs["n_genes"])
+
+    @cached_property
+    def genes(self) -> GeneIndex:
+        """The gene table, as the build read it."""
+        g = self.root["genes"]
+        chrom = [CHROMOSOMES[c] if c >= 0 else None for c in g["chromosome"][:].tolist()]
+        strand = [{1: "+", -1: "-"}.get(s) for s in g["strand"][:].tolist()]
+
+        def lists(ptr: str, vals: str) -> list[list[str]]:
+            ip, v = g[ptr][:], np.asarray(g[vals][:]).astype(str).tolist()
+            return [v[ip[i]:ip[i + 1]] for i in range(len(ip) - 1)]
+
+        names = [s or None for s in np.asarray(g["name"][:]).astype(str).tolist()]
+        nullable = lambda a: [None if x < 0 else int(x) for x in a.tolist()]  # noqa: E731
+        df = pl.DataFrame({
+            "id": self.gene_ids.tolist(), "name": names, "chromosome": chrom,
+            "start": nullable(g["start"][:]), "end": nullable(g["end"][:]), "strand": strand,
+            "length": nullable(g["length"][:]),
+            "go_terms": lists("go_indptr", "go_terms"), "aliases": lists("alias_indptr", "aliases"),
+        }, schema=GENE_SCHEMA)
+        return GeneIndex(conform(df), source=str(self.path))
+
+    @property
+    def edge_types(self) -> list[str]:
+        return sorted(self.manifest["edge_types"])
+
+    def edge_attrs(self, name: str) -> dict[str, Any]:
+        self._check_type(name)
+        return dict(self.root[f"edges/{name}"].attrs)
+
+    def _check_type(self, name: str) -> None:
+        if name not in self.manifest["edge_types"]:
+            raise KeyError(f"{self.path}: no edge type {name!r}; has {self.edge_types}")
+
+    def csr(self, name: str) -> CSR:
+        """The CSR of one edge type (reads its three arrays)."""
+        self._check_type(name)
+        g = self.root[f"edges/{name}"]
+        return CSR(g["indptr"][:], g["indices"][:], g["weights"][:], bool(g.attrs["directed"]))
+
+    def incidence(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(indptr int64 [n+1], edge ids int32): the edges of ``name`` touching each gene."""
+        self._check_type(name)
+        g = self.root[f"edges/{name}"]
+        return g["incidence_indptr"][:], g["incidence_edges"][:]
+
+    def edge_index(self, name: str) -> np.ndarray:
+        """``[2, nnz]`` int64 in edge-id order (both orientations for undirected types)."""
+        return self.csr(name).edge_index()
+
+    def check_against(self, gene_fingerprint: str, edge_fingerprints: dict[str, str] | None = None) -> None:
+        """Raise :class:`StoreError` naming what differs from the expected fingerprints."""
+        if gene_fingerprint != self.fingerprint:
+            raise StoreError(f"{self.path}: gene index differs (store {self.fingerprint[:12]}, "
+                             f"expected {gene_fingerprint[:12]})")
+        for name, fp in (edge_fingerprints or {}).items():
+            have = self.edge_attrs(name)["fingerprint"]
+            if have != fp:
+                raise StoreError(f"{self.path}: edge type {name!r} differs (store {have[:12]}, expected {fp[:12]})")
+
+
+def open_graph(path: str | Path) -> GraphStore:
+    """Open a published graph store read-only; a missing or incomplete store is an error."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path}: no graph store here (no zarr.json)")
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except Exception as e:  # zarr raises several types for a damaged group
+        raise StoreError(f"{path}: not a readable Zarr v3 group: {e}") from e
+    attrs = root.attrs.asdict()
+    if attrs.get("format") != FORMAT or "manifest" not in attrs:
+        raise StoreError(f"{path}: incomplete or foreign store (no {FORMAT} manifest); rebuild it")
+    if attrs.get("format_version") != FORMAT_VERSION:
+        raise StoreError(f"{path}: format version {attrs.get('format_version')}, this code reads "
+                         f"{FORMAT_VERSION}; rebuild it")
+    return GraphStore(path, root)
+
+
+def manifest_json(store: GraphStore) -> str:
+    return json.dumps(store.manifest, indent=2, sort_keys=True)
