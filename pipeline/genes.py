@@ -189,8 +189,7 @@ def read_gene_table_tsv(path: str | Path) -> pl.DataFrame:
         raise SourceFormatError(path, None, "a header line starting with 'id'", lines[0].strip())
     schema = {c: (pl.String if c in _LIST_COLS else GENE_SCHEMA.get(c, pl.String)) for c in header}
     try:
-        df = pl.read_csv("".join(lines).encode(), separator="\t", schema=schema,
-                         missing_utf8_is_empty_string=False, quote_char=None)
+        df = pl.read_csv("".join(lines).encode(), separator="\t", schema=schema, quote_char=None)
     except pl.exceptions.PolarsError as e:
         raise SourceFormatError(path, None, "a tab-separated gene table with typed columns", str(e)) from e
     df = df.with_columns([

@@ -87,15 +87,16 @@ def read_string(path: str | Path, genes: GeneIndex, prefix: str = "string12",
                                 + (f" (missing: {', '.join(missing)})" if missing else ""), " ".join(header))
     schema = {"protein1": pl.String, "protein2": pl.String, **{c: pl.Int32 for c in HEADER[2:]}}
     try:
-        df = pl.read_csv(data, separator=" ", has_header=True, schema=schema,
-                         columns=["protein1", "protein2", *channels], quote_char=None)
+        df = pl.read_csv(data, separator=" ", has_header=True, schema=schema, quote_char=None)
     except pl.exceptions.PolarsError as e:
         raise _first_bad_line(data, path) from e
     del data
     n = df.height
-    if df["protein2"].null_count():  # a line with one id only parses as a null column
-        row = int(df["protein2"].is_null().arg_max())
-        raise SourceFormatError(path, row + 2, f"{len(HEADER)} space-separated fields")
+    short = df.select(pl.any_horizontal(pl.all().is_null())).to_series()
+    if short.any():  # polars pads a short line with nulls
+        row = int(short.arg_max())
+        raise SourceFormatError(path, row + 2, f"{len(HEADER)} space-separated fields",
+                                " ".join("" if v is None else str(v) for v in df.row(row)).strip())
     for c in channels:
         col = df[c]
         bad = col.is_null() | (col < 0) | (col > 1000)

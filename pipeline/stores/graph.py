@@ -68,6 +68,11 @@ def edge_fingerprint(gene_fingerprint: str, csr: CSR) -> str:
     return h.hexdigest()
 
 
+def _strings(arr: zarr.Array) -> list[str]:
+    """A string array as a Python list (zarr returns numpy's variable-width StringDType)."""
+    return [str(x) for x in arr[:].tolist()]
+
+
 def _list_csr(col: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     lens = col.list.len().fill_null(0).to_numpy().astype(np.int64)
     indptr = np.zeros(len(lens) + 1, dtype=np.int64)
@@ -139,7 +144,7 @@ class GraphStore:
 
     @cached_property
     def gene_ids(self) -> np.ndarray:
-        return np.asarray(self.root["genes/id"][:]).astype(str)
+        return np.array(_strings(self.root["genes/id"]), dtype=str)
 
     @property
     def n_genes(self) -> int:
@@ -153,10 +158,10 @@ class GraphStore:
         strand = [{1: "+", -1: "-"}.get(s) for s in g["strand"][:].tolist()]
 
         def lists(ptr: str, vals: str) -> list[list[str]]:
-            ip, v = g[ptr][:], np.asarray(g[vals][:]).astype(str).tolist()
+            ip, v = g[ptr][:], _strings(g[vals])
             return [v[ip[i]:ip[i + 1]] for i in range(len(ip) - 1)]
 
-        names = [s or None for s in np.asarray(g["name"][:]).astype(str).tolist()]
+        names = [s or None for s in _strings(g["name"])]
         nullable = lambda a: [None if x < 0 else int(x) for x in a.tolist()]  # noqa: E731
         df = pl.DataFrame({
             "id": self.gene_ids.tolist(), "name": names, "chromosome": chrom,
