@@ -37,7 +37,7 @@ CHROMOSOMES: list[str] = _ROMAN + ["Mito"]
 _CHROM_ALIASES = {r: r for r in _ROMAN}
 _CHROM_ALIASES.update({str(i + 1): r for i, r in enumerate(_ROMAN)})
 _CHROM_ALIASES.update({f"{i + 1:02d}": r for i, r in enumerate(_ROMAN)})
-for _m in ("mt", "mito", "mitochondrion", "mitochondrial", "m", "2-micron"):
+for _m in ("mt", "mito", "mitochondrion", "mitochondrial", "m"):
     _CHROM_ALIASES[_m] = "Mito"
 
 
@@ -168,7 +168,9 @@ _LIST_COLS = [k for k, v in GENE_SCHEMA.items() if isinstance(v, pl.List)]
 
 def write_gene_table_tsv(df: pl.DataFrame, path: str | Path, comment: str | None = None) -> None:
     """Write a gene table as TSV; list columns joined by ';'. ``comment`` lines start with '#'."""
-    df = conform(df).with_columns([pl.col(c).list.join(";") for c in _LIST_COLS])
+    # an empty list is written as an empty field (null), never as a quoted ""
+    df = conform(df).with_columns([
+        pl.when(pl.col(c).list.len() > 0).then(pl.col(c).list.join(";")).alias(c) for c in _LIST_COLS])
     path = Path(path)
     with open(path, "w", encoding="utf-8") as fh:
         if comment:

@@ -1,0 +1,1 @@
+"""Readers for real source formats; one module per format."""
