@@ -205,7 +205,8 @@ def read_gene_table_tsv(path: str | Path) -> pl.DataFrame:
 def read_gene_list(path: str | Path) -> pl.DataFrame:
     """A plain list of systematic names, one per line (e.g. DANGO's ``yeast_string_genes.txt``)."""
     path = Path(path)
-    ids = [ln.strip() for ln in open(path, encoding="utf-8") if ln.strip() and not ln.startswith("#")]
+    with open(path, encoding="utf-8") as fh:
+        ids = [ln.strip() for ln in fh if ln.strip() and not ln.startswith("#")]
     if not ids:
         raise SourceFormatError(path, None, "one systematic gene name per line", "an empty file")
     return conform(pl.DataFrame({"id": ids}))

@@ -48,8 +48,12 @@ def test_incidence_consistent_with_csr(directed):
     rows, cols = csr.rows(), csr.indices
     for g in range(200):
         got = ids[ip[g]:ip[g + 1]]
-        want = np.flatnonzero((rows == g) | (cols == g))
+        want = np.concatenate([np.flatnonzero(rows == g), np.flatnonzero(cols == g)])
         assert np.array_equal(got, want)
+        if not directed:  # the in-edge at offset k mirrors the out-edge at offset k
+            d = ip[g + 1] - ip[g]
+            out_e, in_e = got[: d // 2], got[d // 2:]
+            assert np.array_equal(rows[in_e], cols[out_e]) and np.array_equal(cols[in_e], rows[out_e])
     # without self-loops every edge is listed under exactly its two endpoints
     assert len(ids) == 2 * csr.nnz
 
@@ -75,3 +79,21 @@ def test_edge_index_matches_rows_and_indices():
     ei = csr.edge_index()
     assert ei.dtype == np.int64
     assert ei.tolist() == [[0, 1, 1, 2], [1, 0, 2, 1]]
+
+
+@pytest.mark.parametrize("directed", [False, True])
+def test_sorted_fast_path_equals_general_path(directed):
+    """Rows already in CSR order (as STRING files are) take a fast path; results must not differ."""
+    rng = np.random.default_rng(2)
+    csr, _ = build_csr(random_table(rng, 400, 6000, directed), 400)
+    rows, cols = csr.rows(), csr.indices
+    w = rng.integers(1, 1000, csr.nnz).astype(np.float32) / 1000  # mirror rows may disagree
+    sorted_rows = EdgeTable("t", rows, cols, w, directed)
+    perm = rng.permutation(csr.nnz)
+    shuffled = EdgeTable("t", rows[perm], cols[perm], w[perm], directed)
+    fast, st_fast = build_csr(sorted_rows, 400)
+    slow, st_slow = build_csr(shuffled, 400)
+    for a, b in zip((fast.indptr, fast.indices, fast.weights), (slow.indptr, slow.indices, slow.weights)):
+        assert np.array_equal(a, b)
+    assert st_fast == st_slow
+    assert check_csr(fast) == []

@@ -10,6 +10,11 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+try:  # Intel ISA-L inflates ~3x faster than zlib; same API and errors
+    from isal import isal_zlib as _inflate
+except ImportError:  # pragma: no cover - isal is a dependency, but stay usable without it
+    _inflate = zlib
+
 from tqdm.auto import tqdm
 
 from pipeline.errors import SourceFormatError
@@ -21,7 +26,7 @@ def read_source_bytes(path: str | Path, desc: str | None = None) -> bytes:
     """All bytes of ``path`` (gunzipped if it starts with the gzip magic)."""
     path = Path(path)
     size = path.stat().st_size
-    out = bytearray()
+    out = bytearray()  # grows in place: one copy of the data, not one per block
     with open(path, "rb") as fh, tqdm(total=size, unit="B", unit_scale=True, desc=desc or path.name,
                                       disable=None, leave=False) as bar:
         head = fh.read(2)
@@ -31,17 +36,17 @@ def read_source_bytes(path: str | Path, desc: str | None = None) -> bytes:
                 out += block
                 bar.update(len(block))
             return bytes(out)
-        d = zlib.decompressobj(wbits=31)
+        d = _inflate.decompressobj(wbits=31)
         try:
             while block := fh.read(_BLOCK):
                 bar.update(len(block))
                 out += d.decompress(block)
                 while d.eof and d.unused_data:  # concatenated gzip members (bgzip, cat a.gz b.gz)
                     rest = d.unused_data
-                    d = zlib.decompressobj(wbits=31)
+                    d = _inflate.decompressobj(wbits=31)
                     out += d.decompress(rest)
             out += d.flush()
-        except zlib.error as e:
+        except (zlib.error, _inflate.error) as e:
             raise SourceFormatError(path, None, "a valid gzip stream", f"corrupt data ({e})") from e
         if not d.eof:
             raise SourceFormatError(path, None, "a complete gzip stream", "a truncated file (ends mid-stream)")

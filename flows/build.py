@@ -1,0 +1,111 @@
+"""Prefect flow ``build-graph``: the graph build of :mod:`pipeline.stages`, one task per stage.
+
+:func:`build_graph` makes a :class:`~pipeline.stages.BuildConfig` and calls
+:func:`~pipeline.stages.run_graph_build` with :func:`run_as_task`, so the order of
+the stages is defined in one place only and the flow builds exactly the store the
+CLI builds. It returns the store path (a str) and logs the summary table. While
+it runs, records of the ``pipeline`` loggers go to the run's logs too.
+
+Run it once, in this process, with the CLI's arguments::
+
+    python -m flows.build --graphs string12
+
+Without ``PREFECT_API_URL`` Prefect starts a temporary local server for the run
+(several seconds). To deploy it to a ``process`` work pool see ``prefect.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging.handlers import APILogHandler
+from prefect.settings import PREFECT_LOGGING_LEVEL
+
+from pipeline.build import parser
+from pipeline.errors import PipelineError
+from pipeline.stages import BuildConfig, run_graph_build, summarize
+
+T = TypeVar("T")
+
+
+def run_as_task(fn: Callable[..., T], *args: Any) -> T:
+    """The flow's runner for :func:`run_graph_build`: run one stage as a Prefect task run.
+
+    No cache policy: ``plan_build`` already decides from the inputs' hashes whether
+    anything needs building. Results are not persisted: they are large in-memory
+    arrays passed straight to the next stage.
+    """
+    return task(fn, name=fn.__name__, cache_policy=NO_CACHE, persist_result=False)(*args)
+
+
+@contextmanager
+def pipeline_logs_to_run() -> Iterator[None]:
+    """Send ``pipeline.*`` records to the current run's logs, for the duration of the block.
+
+    Attached only while the flow runs because the API handler warns about every
+    record logged outside a run (e.g. a CLI build later in the same process).
+    Nothing is added when ``PREFECT_LOGGING_EXTRA_LOGGERS`` already names
+    ``pipeline``, and a level the user set on the logger is kept.
+    """
+    logger = logging.getLogger("pipeline")
+    added = None
+    if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+        added = APILogHandler()
+        logger.addHandler(added)
+    level = logger.level
+    if level == logging.NOTSET:  # else Prefect's root level (WARNING) would hide the stages' INFO lines
+        logger.setLevel(PREFECT_LOGGING_LEVEL.value())
+    try:
+        yield
+    finally:
+        if added is not None:
+            logger.removeHandler(added)
+        logger.setLevel(level)
+
+
+@flow(name="build-graph")
+def build_graph(graphs: list[str], raw: str = "data/raw", out: str = "data/processed", name: str | None = None,
+                genes: str | None = None, download: bool = False, force: bool = False,
+                go_max_term_size: int = 300) -> str:
+    """Build the multigraph store of ``graphs`` (as ``python -m pipeline.build``); returns its path.
+
+    Parameters mean what the CLI options of the same names mean; relative paths
+    resolve against the working directory (the repository root for the deployment).
+    """
+    cfg = BuildConfig(graphs=list(graphs), raw=Path(raw), out=Path(out), name=name,
+                      genes=Path(genes) if genes else None, download=download, force=force,
+                      go_max_term_size=go_max_term_size)
+    with pipeline_logs_to_run():
+        store, built = run_graph_build(cfg, run=run_as_task)
+    get_run_logger().info("%s %s\n%s", "built" if built else "up to date:", store, summarize(store))
+    return str(store)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flows.build``: run the flow once with the arguments of ``python -m pipeline.build``."""
+    p = parser()
+    p.prog = "python -m flows.build"
+    p.description = "Run the build-graph Prefect flow once, in this process: " + (p.description or "")
+    args = p.parse_args(argv)
+    if args.quiet:
+        logging.getLogger("pipeline").setLevel(logging.WARNING)
+    try:
+        store = build_graph(graphs=args.graphs, raw=str(args.raw), out=str(args.out), name=args.name,
+                            genes=str(args.genes) if args.genes else None, download=args.download,
+                            force=args.force, go_max_term_size=args.go_max_term_size)
+    except (PipelineError, ValueError, FileNotFoundError) as e:  # the flow run logged the traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(store)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""The Prefect flow ``build-graph`` builds the same store as the CLI, one task run per stage.
+
+The flow tests share the session's Prefect test server (``prefect_harness``). The
+``slow`` test deploys ``prefect.yaml`` to a real local server and runs the
+deployment on a ``process`` worker, as the README describes (~20 s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from uuid import UUID
+
+import numpy as np
+import pytest
+from prefect.client.schemas.objects import TaskRun
+
+from flows.build import build_graph
+from pipeline.build import main
+from pipeline.registry import REPO_ROOT
+from pipeline.stores.graph import open_graph
+
+pytestmark = pytest.mark.timeout(120)
+harness = pytest.mark.usefixtures("prefect_harness")
+
+
+def _raw(tmp_path: Path, tiny_string) -> Path:
+    raw = tmp_path / "raw"
+    (raw / "string").mkdir(parents=True)
+    (raw / "string" / tiny_string.file_name).write_bytes(tiny_string.data)
+    return raw
+
+
+def _task_runs(flow_run_id: UUID) -> list[TaskRun]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+def _logs(flow_run_id: UUID) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all()  # logs are sent in the background
+    with get_client(sync_client=True) as client:
+        return [f"{r.name}: {r.message}" for r in
+                client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))]
+
+
+@harness
+def test_flow_builds_the_cli_store_with_one_task_per_stage(tmp_path: Path, tiny_string) -> None:
+    raw = _raw(tmp_path, tiny_string)
+    common = dict(graphs=["string12"], raw=str(raw), genes=str(tiny_string.genes))
+
+    state = build_graph(**common, out=str(tmp_path / "flow"), return_state=True)
+    assert state.is_completed(), state
+    store = Path(state.result())
+    assert store == tmp_path / "flow" / "string12" / "graph.zarr"
+    assert main(["--graphs", "string12", "--raw", str(raw), "--out", str(tmp_path / "cli"),
+                 "--genes", str(tiny_string.genes), "-q"]) == 0
+
+    flow_g, cli_g = open_graph(store), open_graph(tmp_path / "cli" / "string12" / "graph.zarr")
+    assert flow_g.manifest["build_key"] == cli_g.manifest["build_key"]
+    assert flow_g.gene_ids.tolist() == cli_g.gene_ids.tolist()
+    assert flow_g.edge_types == cli_g.edge_types and len(flow_g.edge_types) == 6
+    for t in flow_g.edge_types:
+        a, b = flow_g.csr(t), cli_g.csr(t)
+        for arr in ("indptr", "indices", "weights"):
+            np.testing.assert_array_equal(getattr(a, arr), getattr(b, arr), err_msg=f"{t} {arr}")
+    assert sum(flow_g.csr(t).nnz for t in flow_g.edge_types) > 0
+
+    runs = _task_runs(state.state_details.flow_run_id)
+    assert Counter(r.name.rsplit("-", 1)[0] for r in runs) == {
+        "plan_build": 1, "load_genes": 1, "read_source": 1, "compress_edges": 6, "publish_graph": 1}
+    assert all(r.state.is_completed() for r in runs)
+    logs = _logs(state.state_details.flow_run_id)
+    assert any(m.startswith("pipeline.build: published") for m in logs), logs  # a stage's own log line
+    assert any("total pairs" in m for m in logs), logs  # the summary
+
+    # same inputs again: only the plan runs, and the store is reported up to date
+    again = build_graph(**common, out=str(tmp_path / "flow"), return_state=True)
+    assert Path(again.result()) == store
+    assert [r.name.rsplit("-", 1)[0] for r in _task_runs(again.state_details.flow_run_id)] == ["plan_build"]
+
+
+@harness
+def test_flow_failure_names_the_problem(tmp_path: Path) -> None:
+    state = build_graph(graphs=["string12"], raw=str(tmp_path / "empty"), out=str(tmp_path / "out"),
+                        genes=str(tmp_path / "no-such-genes.txt"), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(FileNotFoundError, match="no-such-genes.txt"):
+        state.result()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()  # the server and the worker both stop on SIGTERM
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+@pytest.mark.slow
+def test_deployment_runs_on_a_process_worker(tmp_path: Path, tiny_string) -> None:
+    prefect = Path(sys.executable).with_name("prefect")
+    if not prefect.is_file():
+        pytest.skip(f"no prefect CLI next to {sys.executable}")
+    raw = _raw(tmp_path, tiny_string)
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect_home"),
+           "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1"}
+
+    def cli(*args: str, timeout: float = 60) -> str:
+        r = subprocess.run([str(prefect), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                           timeout=timeout)
+        assert r.returncode == 0, f"prefect {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    def start(name: str, *args: str) -> subprocess.Popen:
+        with open(tmp_path / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
+            return subprocess.Popen([str(prefect), *args], env=env, cwd=tmp_path, stdout=log,
+                                    stderr=subprocess.STDOUT)
+
+    procs: list[subprocess.Popen] = []
+    try:
+        # --no-services: with the scheduler etc. on, SQLite locking answers 503s and clients retry for seconds
+        procs.append(start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+                           "--analytics-off", "--no-services"))
+        deadline = time.monotonic() + 45
+        while True:
+            try:
+                urllib.request.urlopen(f"{api}/health", timeout=1).close()
+                break
+            except OSError:
+                assert procs[0].poll() is None, (tmp_path / "server.log").read_text()
+                assert time.monotonic() < deadline, "prefect server not healthy after 45 s"
+                time.sleep(0.2)
+        # the README's steps, from the repository root (where prefect.yaml is)
+        cli("work-pool", "create", "yeast-process", "--type", "process")
+        cli("--no-prompt", "deploy", "--all")
+        procs.append(start("worker", "worker", "start", "--pool", "yeast-process"))
+        params = {"raw": str(raw), "out": str(tmp_path / "out"), "genes": str(tiny_string.genes)}
+        out = cli("deployment", "run", "build-graph/build-graph", "--params", json.dumps(params),
+                  "--watch", "--watch-timeout", "60", timeout=90)
+        assert "Completed" in out, out
+    finally:
+        for p in reversed(procs):
+            _stop(p)
+    g = open_graph(tmp_path / "out" / "string12" / "graph.zarr")  # graphs: the deployment's default
+    assert g.gene_ids.tolist() == ["YAL001C", "YAL002W", "YAL003W", "YBR010W"] and len(g.edge_types) == 6
+    assert "pipeline.build - published" in (tmp_path / "worker.log").read_text()
