@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,14 +35,28 @@ from pipeline.stages import BuildConfig, run_graph_build, summarize
 T = TypeVar("T")
 
 
-def run_as_task(fn: Callable[..., T], *args: Any) -> T:
-    """The flow's runner for :func:`run_graph_build`: run one stage as a Prefect task run.
+def _as_task(fn: Callable[..., T]) -> Any:
+    # No cache policy: ``plan_build`` already decides from the inputs' hashes whether
+    # anything needs building. Results are not persisted: they are large in-memory
+    # arrays passed straight to the next stage.
+    return task(fn, name=fn.__name__, cache_policy=NO_CACHE, persist_result=False)
 
-    No cache policy: ``plan_build`` already decides from the inputs' hashes whether
-    anything needs building. Results are not persisted: they are large in-memory
-    arrays passed straight to the next stage.
-    """
-    return task(fn, name=fn.__name__, cache_policy=NO_CACHE, persist_result=False)(*args)
+
+class PrefectRunner:
+    """The flow's runner for :func:`run_graph_build`: each stage is a Prefect task run;
+    ``map`` submits independent stages to the flow's task runner (threads by default)
+    and waits for all of them."""
+
+    def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        return _as_task(fn)(*args)
+
+    def map(self, fn: Callable[..., T], arg_tuples: Sequence[tuple]) -> list[T]:
+        t = _as_task(fn)
+        futures = [t.submit(*a) for a in arg_tuples]
+        return [f.result() for f in futures]
+
+
+run_as_task = PrefectRunner()
 
 
 @contextmanager

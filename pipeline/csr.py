@@ -54,6 +54,13 @@ class CSR:
         return np.diff(self.indptr)
 
 
+def _pair_key(a: np.ndarray, b: np.ndarray, n_nodes: int) -> np.ndarray:
+    """``a * n + b``: int32 while it fits (any yeast-sized graph: n <= 46,340), which
+    halves memory traffic and doubles sort speed; int64 beyond."""
+    dt = np.int32 if n_nodes * n_nodes < 2**31 else np.int64
+    return a.astype(dt) * dt(n_nodes) + b.astype(dt)
+
+
 def _strictly_increasing(a: np.ndarray) -> bool:
     return bool(np.all(a[1:] > a[:-1]))
 
@@ -89,7 +96,7 @@ def build_csr(edges: EdgeTable, n_nodes: int) -> tuple[CSR, dict[str, int]]:
     if stats["dropped_self_loop"]:
         keep = ~loop
         src, dst, w = src[keep], dst[keep], w[keep]
-    key = src.astype(np.int64) * n_nodes + dst
+    key = _pair_key(src, dst, n_nodes)
     if _strictly_increasing(key):
         # Fast path: rows already in CSR order without repeats (STRING files are sorted
         # by id, and ids sort like the gene index). Undirected types still need every
@@ -98,7 +105,7 @@ def build_csr(edges: EdgeTable, n_nodes: int) -> tuple[CSR, dict[str, int]]:
             csr = CSR(_indptr(src, n_nodes), dst.astype(np.int32), w.astype(np.float32), True)
             stats.update(merged_duplicate=0, conflicting_duplicate=0, pairs=csr.n_pairs, nnz=csr.nnz)
             return csr, stats
-        rev = dst.astype(np.int64) * n_nodes + src
+        rev = _pair_key(dst, src, n_nodes)
         order = np.argsort(rev)
         if np.array_equal(rev[order], key):
             w_rev = w[order]  # weight of the mirror row, aligned with this row
@@ -114,7 +121,7 @@ def _build_csr_sorting(src: np.ndarray, dst: np.ndarray, w: np.ndarray, directed
                        stats: dict[str, int]) -> tuple[CSR, dict[str, int]]:
     """General path of :func:`build_csr`: sort canonical pair keys, merge runs (max weight)."""
     a, b = (src, dst) if directed else (np.minimum(src, dst), np.maximum(src, dst))
-    key = a.astype(np.int64) * n_nodes + b
+    key = _pair_key(a, b, n_nodes)
     order = np.argsort(key)  # runs are merged with order-free max/min: no stable sort needed
     key_s, w_s = key[order], w[order]
     first = np.ones(len(key_s), dtype=bool)
@@ -125,7 +132,7 @@ def _build_csr_sorting(src: np.ndarray, dst: np.ndarray, w: np.ndarray, directed
     merged = int(len(key_s) - len(starts))
     if not directed:
         # rows that only restate a pair in the other orientation (STRING lists each pair twice)
-        oriented = np.sort(src.astype(np.int64) * n_nodes + dst)
+        oriented = np.sort(_pair_key(src, dst, n_nodes))
         distinct_oriented = int(len(oriented) > 0) + int(np.count_nonzero(oriented[1:] != oriented[:-1]))
         stats["merged_mirror"] = distinct_oriented - len(starts)
         merged -= stats["merged_mirror"]
@@ -147,7 +154,8 @@ def _build_csr_sorting(src: np.ndarray, dst: np.ndarray, w: np.ndarray, directed
 def incidence(csr: CSR) -> tuple[np.ndarray, np.ndarray]:
     """Gene -> ids of the edges that touch it, in CSR form: out-edges first, then in-edges.
 
-    Returns ``(indptr int64 [n+1], edge_ids int64 [2*nnz])``. For gene ``g`` the
+    Returns ``(indptr int64 [n+1], edge_ids [2*nnz])``, ids int32 (int64 only past
+    2**31 entries). For gene ``g`` the
     slice ``edge_ids[indptr[g]:indptr[g+1]]`` holds its out-edges (ids ascending:
     the contiguous block ``csr.indptr[g]..csr.indptr[g+1]``) followed by its
     in-edges (ids ascending). For an undirected type the in-edge at offset ``k``
@@ -161,20 +169,22 @@ def incidence(csr: CSR) -> tuple[np.ndarray, np.ndarray]:
     ([0, 2, 4, 4], [0, 1, 1, 0])
     """
     n, nnz = csr.n_nodes, csr.nnz
+    it = np.int32 if 2 * nnz < 2**31 else np.int64  # positions and ids; halves memory traffic
     rows = csr.rows()
-    eid = np.arange(nnz, dtype=np.int64)
-    outdeg = np.diff(csr.indptr)
-    indeg = np.bincount(csr.indices, minlength=n).astype(np.int64)
+    eid = np.arange(nnz, dtype=it)
+    outdeg = np.diff(csr.indptr).astype(it)
+    indeg = np.bincount(csr.indices, minlength=n).astype(it)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(outdeg + indeg, out=indptr[1:])
-    out = np.empty(2 * nnz, dtype=np.int64)
-    out[indptr[rows] + (eid - csr.indptr[rows])] = eid
+    starts = indptr[:-1].astype(it)
+    out = np.empty(2 * nnz, dtype=it)
+    out[starts[rows] + (eid - csr.indptr[:-1].astype(it)[rows])] = eid
     # in-edges grouped by target, ascending id within (ids grow with the source): the
     # (target, source) keys are unique, so an unstable (SIMD) argsort is exact.
-    in_order = np.argsort(csr.indices.astype(np.int64) * max(n, 1) + rows)
-    tgt = np.repeat(np.arange(n, dtype=np.int64), indeg)
-    in_start = np.cumsum(indeg) - indeg
-    out[indptr[tgt] + outdeg[tgt] + (eid - in_start[tgt])] = in_order
+    in_order = np.argsort(_pair_key(csr.indices, rows, n)).astype(it)
+    tgt = np.repeat(np.arange(n, dtype=it), indeg)
+    in_start = (np.cumsum(indeg) - indeg).astype(it)
+    out[(starts + outdeg - in_start)[tgt] + eid] = in_order
     return indptr, out
 
 

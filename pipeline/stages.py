@@ -7,7 +7,10 @@ plain, picklable and free of Prefect.
 
 Stages: ``plan_build`` (resolve selectors to files, hash inputs, decide whether
 the store is up to date) -> ``load_genes`` -> ``read_source`` per source ->
-``compress_edges`` per edge type -> ``publish_graph`` (atomic) -> ``summarize``.
+``open_staging`` (a temporary store with the gene index) -> ``store_edge_type``
+per edge type (CSR, incidence, arrays) -> ``publish_graph`` (manifest, atomic
+rename). Stages of one kind are independent: a runner's ``map`` may run them in
+parallel (threads in the CLI, Prefect task futures in the flow).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import json
 import logging
 import subprocess
 import time
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,12 +31,12 @@ from typing import Any, TypeVar
 import zarr
 
 import pipeline
-from pipeline.csr import CSR, build_csr
+from pipeline.csr import build_csr
 from pipeline.edges import EdgeTable
 from pipeline.errors import SourceMissingError, StoreError
 from pipeline.genes import GeneIndex, read_gene_list, read_gene_table_tsv
 from pipeline.registry import REPO_ROOT, SAMPLE_DIR, SOURCES, find_raw, resolve
-from pipeline.stores.atomic import clean_stale, publishing
+from pipeline.stores.atomic import clean_stale, discard, publish_dir, staging_dir
 from pipeline.stores.graph import (FORMAT_VERSION, open_graph, write_edge_type, write_genes,
                                    write_manifest)
 
@@ -90,8 +95,31 @@ class BuildPlan:
 
 
 def direct(fn: Callable[..., T], *args: Any) -> T:
-    """Run a stage in this process (the CLI's runner)."""
+    """Run a stage in this process, now."""
     return fn(*args)
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class LocalRunner:
+    """The CLI's runner: stages in this process; ``map`` runs independent stages on threads.
+
+    Threads suffice: the heavy work (numpy sorts, polars, Blosc) releases the GIL.
+    """
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or default_workers())
+
+    def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)
+
+    def map(self, fn: Callable[..., T], arg_tuples: Sequence[tuple]) -> list[T]:
+        if self.workers == 1 or len(arg_tuples) < 2:
+            return [fn(*a) for a in arg_tuples]
+        with ThreadPoolExecutor(min(self.workers, len(arg_tuples))) as ex:
+            return list(ex.map(lambda a: fn(*a), arg_tuples))
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -250,42 +278,46 @@ def read_source(plan: BuildPlan, name: str, genes: GeneIndex) -> dict[str, EdgeT
     return tables
 
 
-def compress_edges(table: EdgeTable, n_genes: int) -> tuple[CSR, dict[str, int]]:
-    """CSR of one edge type: dedup (max weight), drop self-loops, both directions if undirected."""
+def open_staging(plan: BuildPlan, genes: GeneIndex) -> Path:
+    """A temporary store beside the final one, holding the gene index; edge types go in next."""
+    stale = clean_stale(plan.store)
+    if stale:
+        log.info("removed %d temporary store(s) left by an interrupted build", stale)
+    tmp = staging_dir(plan.store)
+    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    write_genes(root, genes)
+    root.create_group("edges")
+    return tmp
+
+
+def store_edge_type(staging: Path, table: EdgeTable, n_genes: int, gene_fingerprint: str) -> dict[str, Any]:
+    """CSR of one edge type (dedup with max weight, no self-loops, both directions if
+    undirected) and its incidence, written into the staging store; returns its attributes."""
     csr, st = build_csr(table, n_genes)
     log.info("%s: %d pairs, %d CSR entries; dropped %d self-loops, merged %d mirrored and %d duplicate "
              "rows (%d with conflicting weights, max kept)", table.name, st["pairs"], st["nnz"],
              st["dropped_self_loop"], st.get("merged_mirror", 0), st["merged_duplicate"],
              st["conflicting_duplicate"])
-    return csr, st
+    root = zarr.open_group(str(staging), mode="r+")
+    return write_edge_type(root, table.name, csr, gene_fingerprint,
+                           {"source": table.source, "stats": {**table.stats, **st}})
 
 
-def publish_graph(plan: BuildPlan, genes: GeneIndex, tables: dict[str, EdgeTable],
-                  compressed: dict[str, tuple[CSR, dict[str, int]]]) -> Path:
-    """Write the store under a temporary name, manifest last, then rename it into place."""
-    stale = clean_stale(plan.store)
-    if stale:
-        log.info("removed %d temporary store(s) left by an interrupted build", stale)
-    edge_meta: dict[str, Any] = {}
-    with publishing(plan.store) as tmp:
-        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        write_genes(root, genes)
-        for name, (csr, st) in compressed.items():
-            t = tables[name]
-            meta = {"source": t.source, "stats": {**t.stats, **st}}
-            edge_meta[name] = write_edge_type(root, name, csr, genes.fingerprint, meta)
-        manifest = {
-            "build": plan.config.build_name,
-            "build_key": plan.build_key,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "code_version": _code_version(),
-            "parameters": plan.parameters,
-            "inputs": [asdict(plan.genes)] + [asdict(v) for v in plan.inputs.values() if v],
-            "synthetic_inputs": any(v.synthetic for v in [plan.genes, *plan.inputs.values()] if v),
-            "genes": {"n": len(genes), "fingerprint": genes.fingerprint, "source": plan.genes.path},
-            "edge_types": edge_meta,
-        }
-        write_manifest(root, manifest)
+def publish_graph(plan: BuildPlan, staging: Path, genes: GeneIndex, edge_meta: dict[str, dict[str, Any]]) -> Path:
+    """Write the manifest (last: it marks the store complete) and rename the store into place."""
+    manifest = {
+        "build": plan.config.build_name,
+        "build_key": plan.build_key,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "code_version": _code_version(),
+        "parameters": plan.parameters,
+        "inputs": [asdict(plan.genes)] + [asdict(v) for v in plan.inputs.values() if v],
+        "synthetic_inputs": any(v.synthetic for v in [plan.genes, *plan.inputs.values()] if v),
+        "genes": {"n": len(genes), "fingerprint": genes.fingerprint, "source": plan.genes.path},
+        "edge_types": edge_meta,
+    }
+    write_manifest(zarr.open_group(str(staging), mode="r+"), manifest)
+    publish_dir(staging, plan.store)
     log.info("published %s", plan.store)
     return plan.store
 
@@ -314,11 +346,17 @@ def summarize(store: Path) -> str:
 
 # --- the one sequencing of the stages ----------------------------------------------------
 
-Runner = Callable[..., Any]
+Runner = Callable[..., Any]  # run(fn, *args); optionally with .map(fn, [args, ...])
 
 
-def run_graph_build(cfg: BuildConfig, run: Runner = direct) -> tuple[Path, bool]:
+def _map(run: Runner, fn: Callable[..., T], arg_tuples: Sequence[tuple]) -> list[T]:
+    m = getattr(run, "map", None)
+    return m(fn, arg_tuples) if m is not None else [run(fn, *a) for a in arg_tuples]
+
+
+def run_graph_build(cfg: BuildConfig, run: Runner | None = None) -> tuple[Path, bool]:
     """Run every stage of a graph build; returns (store path, whether anything was built)."""
+    run = run or LocalRunner()
     plan = run(plan_build, cfg)
     if plan.up_to_date:
         log.info("%s is up to date (same inputs and parameters, build key %s): nothing to do",
@@ -326,8 +364,13 @@ def run_graph_build(cfg: BuildConfig, run: Runner = direct) -> tuple[Path, bool]
         return plan.store, False
     genes = run(load_genes, plan)
     tables: dict[str, EdgeTable] = {}
-    for name in plan.sources:
-        tables.update(run(read_source, plan, name, genes))
-    compressed = {name: run(compress_edges, t, len(genes)) for name, t in tables.items()}
-    store = run(publish_graph, plan, genes, tables, compressed)
+    for read in _map(run, read_source, [(plan, name, genes) for name in plan.sources]):
+        tables.update(read)
+    staging = run(open_staging, plan, genes)
+    try:
+        metas = _map(run, store_edge_type, [(staging, t, len(genes), genes.fingerprint) for t in tables.values()])
+        store = run(publish_graph, plan, staging, genes, dict(zip(tables, metas)))
+    except BaseException:
+        discard(staging)  # a failed or killed build publishes nothing
+        raise
     return store, True

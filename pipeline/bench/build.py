@@ -44,7 +44,7 @@ TARGET_CORES = 2
 TARGET_SPEEDUP = 50.0
 DEFAULT_WORKDIR = Path("data/bench")
 #: Order of the build's stages in the report (names of the functions in pipeline.stages).
-STAGES = ["plan_build", "load_genes", "read_source", "compress_edges", "publish_graph", "summarize"]
+STAGES = ["plan_build", "load_genes", "read_source", "open_staging", "store_edge_type", "publish_graph", "summarize"]
 
 
 # --- data --------------------------------------------------------------------------------
@@ -83,23 +83,40 @@ def _child(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     import logging
 
-    from pipeline.stages import BuildConfig, run_graph_build, summarize
+    from pipeline.stages import BuildConfig, LocalRunner, run_graph_build, summarize
     from pipeline.stores.graph import open_graph
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     t_imported = time.perf_counter()
     stages: dict[str, float] = {}
 
-    def timed(fn: Any, *args: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            stages[fn.__name__] = stages.get(fn.__name__, 0.0) + time.perf_counter() - t
+    class TimedRunner(LocalRunner):
+        """The CLI's runner, adding up the wall time of each kind of stage."""
+
+        def _clock(self, name: str, t: float) -> None:
+            stages[name] = stages.get(name, 0.0) + time.perf_counter() - t
+
+        def __call__(self, fn: Any, *args: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self._clock(fn.__name__, t)
+
+        def map(self, fn: Any, arg_tuples: Any) -> list[Any]:
+            t = time.perf_counter()
+            try:
+                return super().map(fn, arg_tuples)
+            finally:
+                self._clock(fn.__name__, t)
+
+    timed = TimedRunner()
 
     cfg = BuildConfig(graphs=["string12"], raw=Path(spec["raw"]), out=Path(spec["out"]), genes=Path(spec["genes"]),
                       force=True)
+    t_run = time.perf_counter()
     store, _ = run_graph_build(cfg, run=timed)
+    run_s = time.perf_counter() - t_run
     print(timed(summarize, store))
     manifest = open_graph(store).manifest
     t_done = time.perf_counter()
@@ -107,6 +124,7 @@ def _child(spec_path: str) -> int:
     result = {
         "imports_s": t_imported - t_enter,
         "build_s": t_done - t_imported,
+        "run_s": run_s,  # run_graph_build alone: file in, store published
         "stages": stages,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KiB on Linux
         "rows_read": next(iter(edge.values()))["stats"]["rows_read"],
@@ -186,7 +204,10 @@ def _fmt(v: float | None, digits: int = 1) -> str:
 def report(ours: dict[str, Any], base: dict[str, Any], scale: float, cores: int) -> tuple[str, list[Record], bool]:
     """The console table, the JSON records and whether every checked target holds."""
     rows_full = ours["rows_read"]
-    ours_rps = rows_full / ours["wall_s"]
+    # Same scope as the baseline's clock (file read to finished graph, interpreter and
+    # imports excluded on both sides); the 15 s target is checked on the whole process.
+    ours_rps = rows_full / ours["run_s"]
+    ours_rps_process = rows_full / ours["wall_s"]
     base_rps = base["rows"] / base["seconds"] if base["seconds"] > 0 else None
     base_full = rows_full / base_rps if base_rps else None
     speedup = ours_rps / base_rps if base_rps else None
@@ -202,8 +223,10 @@ def report(ours: dict[str, Any], base: dict[str, Any], scale: float, cores: int)
         [f"wall s, full file ({ours['cores']} cores)", _fmt(ours["wall_s"], 2), f"{_fmt(base_full, 0)} (extrapolated)",
          f"{base_full / ours['wall_s']:,.0f}x" if base_full else "-",
          f"< {TARGET_WALL_S:g} s on {TARGET_CORES} cores: {verdict(wall_ok)}"],
-        ["input rows/s", _fmt(ours_rps, 0), _fmt(base_rps, 0), f"{speedup:,.0f}x" if speedup else "-",
-         f">= {TARGET_SPEEDUP:g}x: {verdict(speed_ok)}"],
+        ["input rows/s (read to published store)", _fmt(ours_rps, 0), _fmt(base_rps, 0),
+         f"{speedup:,.0f}x" if speedup else "-", f">= {TARGET_SPEEDUP:g}x: {verdict(speed_ok)}"],
+        ["input rows/s (whole process)", _fmt(ours_rps_process, 0), _fmt(base_rps, 0),
+         f"{ours_rps_process / base_rps:,.0f}x" if base_rps else "-", ""],
         ["peak RSS MiB", _fmt(ours["peak_rss_mib"], 0), "not measured", "", ""],
         ["  interpreter start + imports s", _fmt(ours["wall_s"] - ours["build_s"], 2), "", "", ""],
     ]
@@ -215,6 +238,8 @@ def report(ours: dict[str, Any], base: dict[str, Any], scale: float, cores: int)
         Record("build.input_rows", rows_full, "rows"),
         Record("build.ours.wall", round(ours["wall_s"], 3), "s"),
         Record("build.ours.rows_per_s", round(ours_rps), "rows/s"),
+        Record("build.ours.rows_per_s_whole_process", round(ours_rps_process), "rows/s"),
+        Record("build.ours.run", round(ours["run_s"], 3), "s"),
         Record("build.ours.peak_rss", round(ours["peak_rss_mib"], 1), "MiB"),
         Record("build.ours.startup", round(ours["wall_s"] - ours["build_s"], 3), "s"),
         *[Record(f"build.ours.stage.{s}", round(ours["stages"][s], 3), "s") for s in STAGES if s in ours["stages"]],

@@ -26,31 +26,31 @@ def read_source_bytes(path: str | Path, desc: str | None = None) -> bytes:
     """All bytes of ``path`` (gunzipped if it starts with the gzip magic)."""
     path = Path(path)
     size = path.stat().st_size
-    out = bytearray()  # grows in place: one copy of the data, not one per block
+    parts: list[bytes] = []  # joined once at the end: one copy of the data in all
     with open(path, "rb") as fh, tqdm(total=size, unit="B", unit_scale=True, desc=desc or path.name,
                                       disable=None, leave=False) as bar:
         head = fh.read(2)
         fh.seek(0)
         if head != b"\x1f\x8b":
             while block := fh.read(_BLOCK):
-                out += block
+                parts.append(block)
                 bar.update(len(block))
-            return bytes(out)
+            return b"".join(parts)
         d = _inflate.decompressobj(wbits=31)
         try:
             while block := fh.read(_BLOCK):
                 bar.update(len(block))
-                out += d.decompress(block)
+                parts.append(d.decompress(block))
                 while d.eof and d.unused_data:  # concatenated gzip members (bgzip, cat a.gz b.gz)
                     rest = d.unused_data
                     d = _inflate.decompressobj(wbits=31)
-                    out += d.decompress(rest)
-            out += d.flush()
+                    parts.append(d.decompress(rest))
+            parts.append(d.flush())
         except (zlib.error, _inflate.error) as e:
             raise SourceFormatError(path, None, "a valid gzip stream", f"corrupt data ({e})") from e
         if not d.eof:
             raise SourceFormatError(path, None, "a complete gzip stream", "a truncated file (ends mid-stream)")
-    return bytes(out)
+    return b"".join(parts)
 
 
 def line_of_offset(data: bytes, offset: int) -> int:

@@ -37,7 +37,7 @@ def available_channels(folder: str | Path) -> list[str]:
 
 def _read_triples(path: Path, n_genes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     data = read_source_bytes(path)
-    if not data.strip():
+    if not data or data.isspace():
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32), 0
     try:
         df = pl.read_csv(data, has_header=False, separator="\t",

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.edges import EdgeTable, keep_known
+from pipeline.edges import EdgeTable
 from pipeline.errors import SourceFormatError
 from pipeline.genes import GeneIndex
 from pipeline.sources._io import nth_line, read_source_bytes
@@ -78,7 +78,7 @@ def read_string(path: str | Path, genes: GeneIndex, prefix: str = "string12",
     if unknown:
         raise ValueError(f"unknown STRING channels {sorted(unknown)}; known: {CHANNELS}")
     data = read_source_bytes(path, desc=f"{prefix} {path.name}")
-    if not data.strip():
+    if not data or data.isspace():  # isspace stops at the first other byte: no copy, no full scan
         raise SourceFormatError(path, None, "a header line: " + " ".join(HEADER), "an empty file")
     header = data[: data.find(b"\n")].decode("utf-8", "replace").split()
     if header != HEADER:
@@ -113,14 +113,17 @@ def read_string(path: str | Path, genes: GeneIndex, prefix: str = "string12",
     ends = df.select(pl.col(c).replace_strict(mapping["key"], mapping["idx"], return_dtype=pl.Int32)
                      for c in ("protein1", "protein2"))
     src, dst = ends["protein1"].to_numpy(), ends["protein2"].to_numpy()
+    known = (src >= 0) & (dst >= 0)
     out: dict[str, EdgeTable] = {}
     for c in channels:
         score = df[c].to_numpy()
         pos = score > 0
+        keep = pos & known  # one mask, one gather per array
+        n_pos, n_keep = int(pos.sum()), int(keep.sum())
         name = f"{prefix}_{c}"
-        stats = {"rows_read": n, "dropped_zero_score": int(n - pos.sum())}
-        out[name] = keep_known(name, src[pos], dst[pos], (score[pos] / 1000.0).astype(np.float32),
-                               directed=False, source=str(path), stats=stats)
+        stats = {"rows_read": n, "dropped_zero_score": n - n_pos, "dropped_unknown_gene": n_pos - n_keep}
+        out[name] = EdgeTable(name, src[keep], dst[keep], score[keep].astype(np.float32) / np.float32(1000),
+                              directed=False, source=str(path), stats=stats)
     n_unknown_ids = int((idx < 0).sum())
     log.info("read %s: %d rows, %d distinct ids (%d not in the gene index)", path, n, len(ids), n_unknown_ids)
     return out

@@ -36,6 +36,35 @@ def clean_stale(final: Path) -> int:
     return n
 
 
+def staging_dir(final: str | Path) -> Path:
+    """A new empty temporary directory beside ``final``, to be published or discarded."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    return tmp
+
+
+def discard(tmp: str | Path) -> None:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_dir(tmp: str | Path, final: str | Path) -> Path:
+    """Replace ``final`` by the complete directory ``tmp`` (one rename for readers)."""
+    tmp, final = Path(tmp), Path(final)
+    _fsync_dir(tmp)
+    if final.exists():
+        # rename() cannot replace a non-empty directory: move the old one aside first.
+        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:12]}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+    _fsync_dir(final.parent)
+    return final
+
+
 @contextlib.contextmanager
 def publishing(final: str | Path) -> Iterator[Path]:
     """Yield a temporary directory; on normal exit it replaces ``final`` in one rename.
@@ -49,22 +78,10 @@ def publishing(final: str | Path) -> Iterator[Path]:
     >>> (d / "store" / "data").read_text()
     'x'
     """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
+    tmp = staging_dir(final)
     try:
         yield tmp
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
         raise
-    _fsync_dir(tmp)
-    if final.exists():
-        # rename() cannot replace a non-empty directory: move the old one aside first.
-        old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:12]}"
-        os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, final)
-    _fsync_dir(final.parent)
+    publish_dir(tmp, final)
