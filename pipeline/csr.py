@@ -28,6 +28,9 @@ class CSR:
     indices: np.ndarray
     weights: np.ndarray
     directed: bool
+    #: undirected only: ``mirror[e]`` is the id of the edge in the other direction
+    #: (computed by :func:`build_csr`, or on demand by :func:`mirror_edges`).
+    mirror: np.ndarray | None = None
 
     @property
     def n_nodes(self) -> int:
@@ -110,7 +113,7 @@ def build_csr(edges: EdgeTable, n_nodes: int) -> tuple[CSR, dict[str, int]]:
         if np.array_equal(rev[order], key):
             w_rev = w[order]  # weight of the mirror row, aligned with this row
             csr = CSR(_indptr(src, n_nodes), dst.astype(np.int32),
-                      np.maximum(w, w_rev).astype(np.float32), False)
+                      np.maximum(w, w_rev).astype(np.float32), False, mirror=order.astype(np.int32))
             stats.update(merged_mirror=csr.n_pairs, merged_duplicate=0,
                          conflicting_duplicate=int((w != w_rev).sum()) // 2, pairs=csr.n_pairs, nnz=csr.nnz)
             return csr, stats
@@ -146,9 +149,29 @@ def _build_csr_sorting(src: np.ndarray, dst: np.ndarray, w: np.ndarray, directed
         ukey, wmax = ukey[order], wmax[order]
     rows = (ukey // n_nodes).astype(np.int32)
     csr = CSR(_indptr(rows, n_nodes), (ukey % n_nodes).astype(np.int32), wmax.astype(np.float32), directed)
+    if not directed:
+        csr = CSR(csr.indptr, csr.indices, csr.weights, False, mirror_edges(csr))
     stats["pairs"] = csr.n_pairs
     stats["nnz"] = csr.nnz
     return csr, stats
+
+
+def mirror_edges(csr: CSR) -> np.ndarray:
+    """For an undirected (symmetric) CSR: ``mirror[e]`` = id of edge ``e`` reversed (int32).
+
+    It is also the in-edge order: ``mirror[indptr[g]:indptr[g+1]]`` lists the edges
+    into ``g``, ascending.
+
+    >>> c = CSR(np.array([0, 2, 3, 4]), np.array([1, 2, 0, 0], np.int32), np.ones(4, np.float32), False)
+    >>> mirror_edges(c).tolist()
+    [2, 3, 0, 1]
+    """
+    if csr.directed:
+        raise ValueError("mirror edges exist only for undirected (symmetric) CSRs")
+    if csr.mirror is not None:
+        return csr.mirror
+    # edge (h -> g) sorted by (g, h) lands at the position of (g -> h)
+    return np.argsort(_pair_key(csr.indices, csr.rows(), csr.n_nodes)).astype(np.int32)
 
 
 def incidence(csr: CSR) -> tuple[np.ndarray, np.ndarray]:
@@ -180,8 +203,12 @@ def incidence(csr: CSR) -> tuple[np.ndarray, np.ndarray]:
     out = np.empty(2 * nnz, dtype=it)
     out[starts[rows] + (eid - csr.indptr[:-1].astype(it)[rows])] = eid
     # in-edges grouped by target, ascending id within (ids grow with the source): the
-    # (target, source) keys are unique, so an unstable (SIMD) argsort is exact.
-    in_order = np.argsort(_pair_key(csr.indices, rows, n)).astype(it)
+    # (target, source) keys are unique, so an unstable (SIMD) argsort is exact. For an
+    # undirected type that order is the mirror permutation, usually known already.
+    if csr.directed:
+        in_order = np.argsort(_pair_key(csr.indices, rows, n)).astype(it)
+    else:
+        in_order = mirror_edges(csr).astype(it, copy=False)
     tgt = np.repeat(np.arange(n, dtype=it), indeg)
     in_start = (np.cumsum(indeg) - indeg).astype(it)
     out[(starts + outdeg - in_start)[tgt] + eid] = in_order
@@ -210,4 +237,9 @@ def check_csr(csr: CSR) -> list[str]:
         order = np.argsort(rev, kind="stable")
         if not np.array_equal(fwd, rev[order]) or not np.array_equal(csr.weights, csr.weights[order]):
             bad.append("undirected CSR is not symmetric (structure or weights)")
+    if csr.mirror is not None:
+        m = csr.mirror
+        if (len(m) != len(ix) or (len(m) and (m.min() < 0 or m.max() >= len(ix)))
+                or not np.array_equal(rows[m], ix) or not np.array_equal(ix[m], rows)):
+            bad.append("mirror does not map every edge to its reverse")
     return bad

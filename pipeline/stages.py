@@ -368,8 +368,11 @@ def run_graph_build(cfg: BuildConfig, run: Runner | None = None) -> tuple[Path, 
         tables.update(read)
     staging = run(open_staging, plan, genes)
     try:
-        metas = _map(run, store_edge_type, [(staging, t, len(genes), genes.fingerprint) for t in tables.values()])
-        store = run(publish_graph, plan, staging, genes, dict(zip(tables, metas)))
+        # largest first, so that parallel workers finish together
+        order = sorted(tables, key=lambda k: -len(tables[k]))
+        metas = _map(run, store_edge_type, [(staging, tables[k], len(genes), genes.fingerprint) for k in order])
+        by_name = dict(zip(order, metas))
+        store = run(publish_graph, plan, staging, genes, {k: by_name[k] for k in tables})
     except BaseException:
         discard(staging)  # a failed or killed build publishes nothing
         raise

@@ -63,6 +63,8 @@ def test_check_csr_catches_violations():
     assert check_csr(ok) == []
     asym = CSR(np.array([0, 1, 1]), np.array([1], np.int32), np.ones(1, np.float32), False)
     assert any("symmetric" in v for v in check_csr(asym))
+    bad_mirror = CSR(ok.indptr, ok.indices, ok.weights, False, mirror=np.array([0, 1], np.int32))
+    assert any("mirror" in v for v in check_csr(bad_mirror))
     loop = CSR(np.array([0, 1, 1]), np.array([0], np.int32), np.ones(1, np.float32), True)
     assert any("self-loop" in v for v in check_csr(loop))
     unsorted = CSR(np.array([0, 2, 2, 2]), np.array([2, 1], np.int32), np.ones(2, np.float32), True)
@@ -95,5 +97,8 @@ def test_sorted_fast_path_equals_general_path(directed):
     slow, st_slow = build_csr(shuffled, 400)
     for a, b in zip((fast.indptr, fast.indices, fast.weights), (slow.indptr, slow.indices, slow.weights)):
         assert np.array_equal(a, b)
+    if not directed:
+        assert np.array_equal(fast.mirror, slow.mirror)
+        assert np.array_equal(fast.mirror[fast.mirror], np.arange(fast.nnz))
     assert st_fast == st_slow
     assert check_csr(fast) == []

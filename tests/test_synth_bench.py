@@ -124,7 +124,7 @@ def test_sample_files_match_manifest_and_generator():
 def test_bench_build_writes_json_records(tmp_path):
     out = tmp_path / "build.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-m", "pipeline.bench", "build", "--scale", "0.02", "--baseline-rows", "2000",
+    r = subprocess.run([sys.executable, "-m", "pipeline.bench", "build", "--scale", "0.02", "--baseline-rows", "2000", "--repeat", "1",
                         "--workdir", str(tmp_path / "wd"), "--json", str(out)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -14,6 +14,7 @@ Layout (exact contract in ``storage_layout.md``)::
         indptr                      int64 [n+1]
         indices                     int32 [nnz]
         weights                     float32 [nnz]
+        mirror                      int32 [nnz]       (undirected types only)
         incidence_indptr            int64 [n+1]
         incidence_edges             int32 [2*nnz]
 
@@ -34,7 +35,7 @@ import polars as pl
 import zarr
 from zarr.codecs import BloscCodec
 
-from pipeline.csr import CSR, incidence
+from pipeline.csr import CSR, incidence, mirror_edges
 from pipeline.errors import StoreError
 from pipeline.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform
 
@@ -109,6 +110,8 @@ def write_edge_type(root: zarr.Group, name: str, csr: CSR, gene_fingerprint: str
     _put(g, "indptr", csr.indptr.astype(np.int64))
     _put(g, "indices", csr.indices.astype(np.int32))
     _put(g, "weights", csr.weights.astype(np.float32))
+    if not csr.directed:
+        _put(g, "mirror", mirror_edges(csr).astype(np.int32))
     inc_ptr, inc_ids = incidence(csr)
     _put(g, "incidence_indptr", inc_ptr)
     _put(g, "incidence_edges", inc_ids.astype(np.int32))
@@ -188,7 +191,9 @@ class GraphStore:
         """The CSR of one edge type (reads its three arrays)."""
         self._check_type(name)
         g = self.root[f"edges/{name}"]
-        return CSR(g["indptr"][:], g["indices"][:], g["weights"][:], bool(g.attrs["directed"]))
+        directed = bool(g.attrs["directed"])
+        return CSR(g["indptr"][:], g["indices"][:], g["weights"][:], directed,
+                   mirror=None if directed else g["mirror"][:])
 
     def incidence(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(indptr int64 [n+1], edge ids int32): the edges of ``name`` touching each gene."""
