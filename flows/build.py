@@ -1,7 +1,7 @@
 """Prefect flow ``build-graph``: the graph build of :mod:`pipeline.stages`, one task per stage.
 
 :func:`build_graph` makes a :class:`~pipeline.stages.BuildConfig` and calls
-:func:`~pipeline.stages.run_graph_build` with :func:`run_as_task`, so the order of
+:func:`~pipeline.stages.run_build` with :func:`run_as_task`, so the order of
 the stages is defined in one place only and the flow builds exactly the store the
 CLI builds. It returns the store path (a str) and logs the summary table. While
 it runs, records of the ``pipeline`` loggers go to the run's logs too.
@@ -30,7 +30,8 @@ from prefect.settings import PREFECT_LOGGING_LEVEL
 
 from pipeline.build import parser
 from pipeline.errors import PipelineError
-from pipeline.stages import BuildConfig, run_graph_build, summarize
+from pipeline.dataset_stages import summarize_dataset
+from pipeline.stages import BuildConfig, run_build, summarize
 
 T = TypeVar("T")
 
@@ -43,7 +44,7 @@ def _as_task(fn: Callable[..., T]) -> Any:
 
 
 class PrefectRunner:
-    """The flow's runner for :func:`run_graph_build`: each stage is a Prefect task run;
+    """The flow's runner for :func:`run_build`: each stage is a Prefect task run;
     ``map`` submits independent stages to the flow's task runner (threads by default)
     and waits for all of them."""
 
@@ -87,7 +88,8 @@ def pipeline_logs_to_run() -> Iterator[None]:
 @flow(name="build-graph")
 def build_graph(graphs: list[str], raw: str = "data/raw", out: str = "data/processed", name: str | None = None,
                 genes: str | None = None, download: bool = False, force: bool = False,
-                go_max_term_size: int = 300) -> str:
+                go_max_term_size: int = 300, datasets: list[str] | None = None, replicates: str = "mean",
+                split_seed: int = 0, split_fractions: list[float] | None = None) -> str:
     """Build the multigraph store of ``graphs`` (as ``python -m pipeline.build``); returns its path.
 
     Parameters mean what the CLI options of the same names mean; relative paths
@@ -95,11 +97,16 @@ def build_graph(graphs: list[str], raw: str = "data/raw", out: str = "data/proce
     """
     cfg = BuildConfig(graphs=list(graphs), raw=Path(raw), out=Path(out), name=name,
                       genes=Path(genes) if genes else None, download=download, force=force,
-                      go_max_term_size=go_max_term_size)
+                      go_max_term_size=go_max_term_size, datasets=list(datasets or []), replicates=replicates,
+                      split_seed=split_seed, split_fractions=tuple(split_fractions or (0.8, 0.1, 0.1)))
     with pipeline_logs_to_run():
-        store, built = run_graph_build(cfg, run=run_as_task)
-    get_run_logger().info("%s %s\n%s", "built" if built else "up to date:", store, summarize(store))
-    return str(store)
+        res = run_build(cfg, run=run_as_task)
+    logger = get_run_logger()
+    logger.info("%s %s\n%s", "built" if res.graph_built else "up to date:", res.graph, summarize(res.graph))
+    if res.dataset is not None:
+        logger.info("%s %s\n%s", "built" if res.dataset_built else "up to date:", res.dataset,
+                    summarize_dataset(res.dataset))
+    return str(res.graph)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = build_graph(graphs=args.graphs, raw=str(args.raw), out=str(args.out), name=args.name,
                             genes=str(args.genes) if args.genes else None, download=args.download,
-                            force=args.force, go_max_term_size=args.go_max_term_size)
+                            force=args.force, go_max_term_size=args.go_max_term_size, datasets=args.dataset,
+                            replicates=args.replicates, split_seed=args.split_seed,
+                            split_fractions=list(args.split_fractions))
     except (PipelineError, ValueError, FileNotFoundError) as e:  # the flow run logged the traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from pipeline.errors import PipelineError
+from pipeline.dataset_stages import summarize_dataset
 from pipeline.registry import SOURCES
-from pipeline.stages import BuildConfig, run_graph_build, summarize
+from pipeline.stages import BuildConfig, run_build, summarize
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,6 +38,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even if the store is up to date")
     p.add_argument("--go-max-term-size", type=int, default=300,
                    help="go_coannotation: ignore GO terms annotated to more genes than this (default: 300)")
+    p.add_argument("--dataset", action="append", default=[], metavar="NAME",
+                   help="phenotype table to build the perturbation dataset from; repeatable "
+                        "(kuzmin2018, kuzmin2020, costanzo2016)")
+    p.add_argument("--replicates", choices=["mean", "first"], default="mean",
+                   help="how replicate measurements of one strain are merged (default: mean)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the split assignment (default: 0)")
+    p.add_argument("--split-fractions", type=float, nargs=3, default=[0.8, 0.1, 0.1],
+                   metavar=("TRAIN", "VAL", "TEST"), help="expected split fractions (default: 0.8 0.1 0.1)")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return p
 
@@ -51,15 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.quiet)
     cfg = BuildConfig(graphs=args.graphs, raw=args.raw, out=args.out, name=args.name, genes=args.genes,
-                      download=args.download, force=args.force, go_max_term_size=args.go_max_term_size)
+                      download=args.download, force=args.force, go_max_term_size=args.go_max_term_size,
+                      datasets=args.dataset, replicates=args.replicates, split_seed=args.split_seed,
+                      split_fractions=tuple(args.split_fractions))
     t0 = time.perf_counter()
     try:
-        store, built = run_graph_build(cfg)
+        res = run_build(cfg)
     except (PipelineError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(summarize(store))
-    print(f"{'built' if built else 'up to date'} in {time.perf_counter() - t0:.1f}s: {store}")
+    print(summarize(res.graph))
+    print(f"{'built' if res.graph_built else 'up to date'}: {res.graph}")
+    if res.dataset is not None:
+        print(summarize_dataset(res.dataset))
+        print(f"{'built' if res.dataset_built else 'up to date'}: {res.dataset}")
+    print(f"done in {time.perf_counter() - t0:.1f}s")
     return 0
 
 

@@ -164,3 +164,55 @@ def find_raw(source: Source, raw: Path) -> Path | None:
         if hits:
             return base if source.name == "dango_string9_1" else hits[-1]
     return None
+
+
+# --- phenotype tables (the dataset stage) -------------------------------------------------
+
+DatasetReader = Callable[[list[Path]], "pl.LazyFrame"]  # noqa: F821 - polars imported lazily
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    name: str
+    subdir: str
+    patterns: tuple[str, ...]  # globs under raw/<subdir>; every match is read
+    reader: DatasetReader
+    samples: tuple[str, ...] = ()  # paths relative to data/sample
+    description: str = ""
+
+
+def _kuzmin2018(paths: list[Path]):
+    from pipeline.sources.kuzmin import scan_kuzmin2018
+    import polars as pl
+    return pl.concat([scan_kuzmin2018(p) for p in paths], how="vertical")
+
+
+def _kuzmin2020(paths: list[Path]):
+    from pipeline.sources.kuzmin import read_kuzmin2020
+    import polars as pl
+    return pl.concat([read_kuzmin2020(p) for p in paths], how="vertical")
+
+
+def _costanzo2016(paths: list[Path]):
+    from pipeline.sources.costanzo import scan_costanzo2016
+    return scan_costanzo2016(paths)
+
+
+DATASETS: dict[str, DatasetSource] = {d.name: d for d in [
+    DatasetSource("kuzmin2018", "kuzmin2018", ("aao1729_data_s1.tsv", "aao1729_data_s1.tsv.gz"), _kuzmin2018,
+                  samples=("kuzmin2018/aao1729_data_s1.sample.tsv",),
+                  description="Kuzmin et al. 2018 (Science) Data S1, aao1729_data_s1.tsv"),
+    DatasetSource("kuzmin2020", "kuzmin2020", ("*.xlsx",), _kuzmin2020,
+                  description="Kuzmin et al. 2020 (Science) Tables S1 and S3 (xlsx)"),
+    DatasetSource("costanzo2016", "costanzo2016",
+                  ("SGA_ExE.txt", "SGA_NxN.txt", "SGA_ExN_NxE.txt", "SGA_DAmP.txt"), _costanzo2016,
+                  samples=tuple(f"costanzo2016/SGA_{k}.sample.txt" for k in ("ExE", "NxN", "ExN_NxE", "DAmP")),
+                  description="Costanzo et al. 2016 (Science) SGA tables SGA_ExE/NxN/ExN_NxE/DAmP.txt"),
+]}
+
+
+def find_dataset_files(ds: DatasetSource, raw: Path) -> list[Path]:
+    base = raw / ds.subdir
+    if not base.is_dir():
+        return []
+    return sorted({p for pat in ds.patterns for p in base.glob(pat) if not p.name.startswith(".")})

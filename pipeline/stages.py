@@ -58,12 +58,22 @@ class BuildConfig:
     download: bool = False
     force: bool = False
     go_max_term_size: int = 300
+    datasets: list[str] = field(default_factory=list)  # phenotype tables for the dataset stage
+    replicates: str = "mean"  # replicate policy: mean | first
+    split_seed: int = 0
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
 
     def __post_init__(self) -> None:
         self.raw, self.out = Path(self.raw), Path(self.out)
         self.genes = Path(self.genes) if self.genes else None
         if isinstance(self.graphs, str):
             self.graphs = [self.graphs]
+        if isinstance(self.datasets, str):
+            self.datasets = [self.datasets]
+        fr = tuple(float(x) for x in self.split_fractions)
+        if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1) > 1e-9:
+            raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fr}")
+        self.split_fractions = fr
 
     @property
     def build_name(self) -> str:
@@ -377,3 +387,28 @@ def run_graph_build(cfg: BuildConfig, run: Runner | None = None) -> tuple[Path, 
         discard(staging)  # a failed or killed build publishes nothing
         raise
     return store, True
+
+
+@dataclass
+class BuildResult:
+    graph: Path
+    graph_built: bool
+    dataset: Path | None = None
+    dataset_built: bool = False
+
+
+def run_build(cfg: BuildConfig, run: Runner | None = None) -> BuildResult:
+    """The whole build: the graph stages, then (with ``cfg.datasets``) the dataset stages."""
+    from pipeline.dataset_stages import build_dataset, plan_dataset
+
+    run = run or LocalRunner()
+    graph, built = run_graph_build(cfg, run)
+    result = BuildResult(graph, built)
+    if cfg.datasets:
+        dplan = run(plan_dataset, cfg, graph)
+        if dplan.up_to_date:
+            log.info("%s is up to date (build key %s): nothing to do", dplan.store, dplan.key[:12])
+            result.dataset = dplan.store
+        else:
+            result.dataset, result.dataset_built = run(build_dataset, dplan), True
+    return result

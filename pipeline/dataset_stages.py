@@ -1,0 +1,131 @@
+"""The dataset stage of a build: phenotype tables -> one Parquet dataset over the graph's genes.
+
+Stage functions (run by :func:`pipeline.stages.run_build`, from the CLI and the
+flow alike): ``plan_dataset`` (find and hash inputs, decide whether the dataset is
+current) -> ``build_dataset`` (read lazily, encode over the graph store's gene
+index, aggregate replicates, assign ids and splits, publish atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+import pipeline
+from pipeline.dataset import aggregate, assign_ids_and_splits, encode
+from pipeline.errors import SourceMissingError, StoreError
+from pipeline.registry import DATASETS, SAMPLE_DIR, find_dataset_files
+from pipeline.stores.dataset import FORMAT_VERSION, open_dataset, write_dataset
+from pipeline.stores.graph import open_graph
+
+log = logging.getLogger("pipeline.build")
+
+
+@dataclass
+class DatasetPlan:
+    names: list[str]
+    graph_store: Path
+    store: Path
+    inputs: dict[str, list[Any]]  # name -> [InputFile]
+    parameters: dict[str, Any]
+    key: str
+    up_to_date: bool
+
+
+def _dataset_files(cfg: Any, name: str) -> tuple[list[Path], str]:
+    ds = DATASETS[name]
+    files = find_dataset_files(ds, cfg.raw)
+    if files:
+        return files, "raw"
+    samples = [SAMPLE_DIR / s for s in ds.samples]
+    if samples and all(p.exists() for p in samples):
+        log.warning("no real %s table in %s: using the SYNTHETIC sample %s (put %s there)", name,
+                    cfg.raw / ds.subdir, ", ".join(str(p) for p in samples), ds.description)
+        return samples, "sample"
+    raise SourceMissingError(f"{name}: no input found; put {ds.description} in {cfg.raw / ds.subdir}/")
+
+
+def plan_dataset(cfg: Any, graph_store: Path) -> DatasetPlan:
+    """Resolve and hash the phenotype tables; the dataset is current if its key matches."""
+    from pipeline.stages import describe_input  # the graph stages own input description
+
+    unknown = [n for n in cfg.datasets if n not in DATASETS]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}; known: {', '.join(DATASETS)}")
+    names = sorted(dict.fromkeys(cfg.datasets))
+    inputs = {}
+    for name in names:
+        files, origin = _dataset_files(cfg, name)
+        inputs[name] = [describe_input(name, f, origin) for f in files]
+    graph_fp = open_graph(graph_store).fingerprint
+    params = {"datasets": names, "replicates": cfg.replicates, "split_seed": cfg.split_seed,
+              "split_fractions": list(cfg.split_fractions), "format_version": FORMAT_VERSION}
+    key = hashlib.sha256(json.dumps({"params": params, "genes": graph_fp, "version": pipeline.__version__,
+                                     "inputs": {k: [f.sha256 for f in v] for k, v in inputs.items()}},
+                                    sort_keys=True).encode()).hexdigest()
+    store = graph_store.parent / "dataset"
+    current = False
+    if store.exists() and not cfg.force:
+        try:
+            current = open_dataset(store).manifest.get("build_key") == key
+        except StoreError:
+            current = False
+    return DatasetPlan(names, graph_store, store, inputs, params, key, current)
+
+
+def build_dataset(plan: DatasetPlan) -> Path:
+    """Read, encode, aggregate, split and publish the dataset; counts go to the log and manifest."""
+    t0 = time.perf_counter()
+    genes = open_graph(plan.graph_store).genes  # the graph's own index: both artifacts agree by construction
+    frames = [DATASETS[n].reader([Path(f.path) for f in plan.inputs[n]]) for n in plan.names]
+    obs = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+    enc = encode(obs, genes)
+    counts_plan = enc.group_by("source").agg(pl.len().alias("rows"),
+                                              (~pl.col("known")).sum().alias("dropped_unknown_gene"))
+    agg_plan = aggregate(enc.filter(pl.col("known")).drop("known", "source_file"), plan.parameters["replicates"])
+    agg, counts = pl.collect_all([agg_plan, counts_plan], engine="streaming")
+    samples = assign_ids_and_splits(agg, len(genes), plan.parameters["split_seed"],
+                                    tuple(plan.parameters["split_fractions"]))
+    per_source = {r["source"]: {"rows_read": r["rows"], "dropped_unknown_gene": r["dropped_unknown_gene"]}
+                  for r in counts.sort("source").iter_rows(named=True)}
+    rows_kept = sum(v["rows_read"] - v["dropped_unknown_gene"] for v in per_source.values())
+    split_counts = {c: {lab: int((samples[c] == code).sum()) for lab, code in (("train", 0), ("val", 1), ("test", 2))}
+                    for c in samples.columns if c.startswith("split_")}
+    manifest = {
+        "build_key": plan.key,
+        "parameters": plan.parameters,
+        "inputs": {k: [asdict(f) for f in v] for k, v in plan.inputs.items()},
+        "synthetic_inputs": any(f.synthetic or f.origin == "sample" for v in plan.inputs.values() for f in v),
+        "graph_store": str(plan.graph_store),
+        "counts": {"sources": per_source, "rows_kept": rows_kept, "samples": samples.height,
+                   "merged_replicate_rows": rows_kept - samples.height, "splits": split_counts},
+    }
+    for src, c in per_source.items():
+        log.info("%s: read %d rows, dropped %d naming a gene outside the gene index", src, c["rows_read"],
+                 c["dropped_unknown_gene"])
+    log.info("dataset: %d samples from %d rows (%d replicate rows merged, policy %s); splits %s",
+             samples.height, rows_kept, rows_kept - samples.height, plan.parameters["replicates"], split_counts)
+    path = write_dataset(plan.store, samples, genes, manifest)
+    log.info("published %s (%.1fs)", path, time.perf_counter() - t0)
+    return path
+
+
+def summarize_dataset(path: Path) -> str:
+    """Samples per source and per split, for the end of a build."""
+    m = open_dataset(path).manifest
+    c = m["counts"]
+    lines = [f"{path}  samples: {c['samples']:,}" + ("  (SYNTHETIC inputs)" if m.get("synthetic_inputs") else "")]
+    for src, v in c["sources"].items():
+        lines.append(f"  {src:14s} rows read {v['rows_read']:>12,}  dropped (gene not in index) "
+                     f"{v['dropped_unknown_gene']:>10,}")
+    lines.append(f"  replicate rows merged {c['merged_replicate_rows']:,} (policy {m['parameters']['replicates']})")
+    for name, sc in c["splits"].items():
+        lines.append(f"  {name:20s} " + "  ".join(f"{k} {v:,}" for k, v in sc.items()))
+    return "\n".join(lines)
