@@ -8,8 +8,6 @@ index, aggregate replicates, assign ids and splits, publish atomically).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -19,8 +17,9 @@ from typing import Any
 import polars as pl
 
 import pipeline
+from pipeline.buildkey import build_key, is_current
 from pipeline.dataset import aggregate, assign_ids_and_splits, encode
-from pipeline.errors import SourceMissingError, StoreError
+from pipeline.errors import SourceMissingError
 from pipeline.registry import DATASETS, SAMPLE_DIR, find_dataset_files
 from pipeline.stores.dataset import FORMAT_VERSION, open_dataset, write_dataset
 from pipeline.stores.graph import open_graph
@@ -67,16 +66,10 @@ def plan_dataset(cfg: Any, graph_store: Path) -> DatasetPlan:
     graph_fp = open_graph(graph_store).fingerprint
     params = {"datasets": names, "replicates": cfg.replicates, "split_seed": cfg.split_seed,
               "split_fractions": list(cfg.split_fractions), "format_version": FORMAT_VERSION}
-    key = hashlib.sha256(json.dumps({"params": params, "genes": graph_fp, "version": pipeline.__version__,
-                                     "inputs": {k: [f.sha256 for f in v] for k, v in inputs.items()}},
-                                    sort_keys=True).encode()).hexdigest()
+    key = build_key({"params": params, "genes": graph_fp, "version": pipeline.__version__,
+                     "inputs": {k: [f.sha256 for f in v] for k, v in inputs.items()}})
     store = graph_store.parent / "dataset"
-    current = False
-    if store.exists() and not cfg.force:
-        try:
-            current = open_dataset(store).manifest.get("build_key") == key
-        except StoreError:
-            current = False
+    current = is_current(store, key, lambda p: open_dataset(p).manifest, cfg.force)
     return DatasetPlan(names, graph_store, store, inputs, params, key, current)
 
 

@@ -31,9 +31,10 @@ from typing import Any, TypeVar
 import zarr
 
 import pipeline
+from pipeline.buildkey import build_key, is_current
 from pipeline.csr import build_csr
 from pipeline.edges import EdgeTable
-from pipeline.errors import SourceMissingError, StoreError
+from pipeline.errors import SourceMissingError
 from pipeline.genes import GeneIndex, read_gene_list, read_gene_table_tsv
 from pipeline.registry import REPO_ROOT, SAMPLE_DIR, SOURCES, find_raw, resolve
 from pipeline.stores.atomic import clean_stale, discard, publish_dir, staging_dir
@@ -246,15 +247,10 @@ def plan_build(cfg: BuildConfig) -> BuildPlan:
     key_src = {"params": params, "genes": genes_in.sha256,
                "inputs": {k: (v.sha256 if v else None) for k, v in inputs.items()},
                "version": pipeline.__version__}
-    build_key = hashlib.sha256(json.dumps(key_src, sort_keys=True).encode()).hexdigest()
+    key = build_key(key_src)
     store = cfg.out / cfg.build_name / "graph.zarr"
-    up_to_date = False
-    if store.exists() and not cfg.force:
-        try:
-            up_to_date = open_graph(store).manifest.get("build_key") == build_key
-        except StoreError:
-            up_to_date = False
-    return BuildPlan(cfg, store, genes_in, gfmt, sources, inputs, params, build_key, up_to_date)
+    up_to_date = is_current(store, key, lambda p: open_graph(p).manifest, cfg.force)
+    return BuildPlan(cfg, store, genes_in, gfmt, sources, inputs, params, key, up_to_date)
 
 
 def load_genes(plan: BuildPlan) -> GeneIndex:

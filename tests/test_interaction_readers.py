@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.errors import SourceFormatError
 from pipeline.genes import GeneIndex, conform
-from pipeline.sources.biogrid import read_biogrid
+from pipeline.sources.biogrid import TAB3_COLUMNS, read_biogrid
 from pipeline.sources.regulatory import read_regulatory
 from pipeline.sources.tflink import read_tflink
 
@@ -34,19 +34,7 @@ def pairs(table, genes: GeneIndex) -> list[tuple[str, str]]:
 
 # --- BioGRID ----------------------------------------------------------------------------
 
-BIOGRID_HEADER = [
-    "#BioGRID Interaction ID", "Entrez Gene Interactor A", "Entrez Gene Interactor B",
-    "BioGRID ID Interactor A", "BioGRID ID Interactor B", "Systematic Name Interactor A",
-    "Systematic Name Interactor B", "Official Symbol Interactor A", "Official Symbol Interactor B",
-    "Synonyms Interactor A", "Synonyms Interactor B", "Experimental System", "Experimental System Type",
-    "Author", "Publication Source", "Organism ID Interactor A", "Organism ID Interactor B", "Throughput",
-    "Score", "Modification", "Qualifications", "Tags", "Source Database",
-    "SWISS-PROT Accessions Interactor A", "TREMBL Accessions Interactor A", "REFSEQ Accessions Interactor A",
-    "SWISS-PROT Accessions Interactor B", "TREMBL Accessions Interactor B", "REFSEQ Accessions Interactor B",
-    "Ontology Term IDs", "Ontology Term Names", "Ontology Term Categories", "Ontology Term Qualifier IDs",
-    "Ontology Term Qualifier Names", "Ontology Term Types", "Organism Name Interactor A",
-    "Organism Name Interactor B",
-]
+BIOGRID_HEADER = TAB3_COLUMNS  # the real 37-column header
 assert len(BIOGRID_HEADER) == 37
 
 _ORGANISM = {"559292": "Saccharomyces cerevisiae (S288c)", "9606": "Homo sapiens"}

@@ -31,6 +31,21 @@ from pipeline.edges import EdgeTable, keep_known
 from pipeline.genes import GeneIndex
 from pipeline.sources._table import MISSING, read_table
 
+#: The 37 columns of BioGRID TAB3, in order.
+TAB3_COLUMNS = [
+    "#BioGRID Interaction ID", "Entrez Gene Interactor A", "Entrez Gene Interactor B",
+    "BioGRID ID Interactor A", "BioGRID ID Interactor B", "Systematic Name Interactor A",
+    "Systematic Name Interactor B", "Official Symbol Interactor A", "Official Symbol Interactor B",
+    "Synonyms Interactor A", "Synonyms Interactor B", "Experimental System", "Experimental System Type",
+    "Author", "Publication Source", "Organism ID Interactor A", "Organism ID Interactor B", "Throughput",
+    "Score", "Modification", "Qualifications", "Tags", "Source Database",
+    "SWISS-PROT Accessions Interactor A", "TREMBL Accessions Interactor A", "REFSEQ Accessions Interactor A",
+    "SWISS-PROT Accessions Interactor B", "TREMBL Accessions Interactor B", "REFSEQ Accessions Interactor B",
+    "Ontology Term IDs", "Ontology Term Names", "Ontology Term Categories", "Ontology Term Qualifier IDs",
+    "Ontology Term Qualifier Names",
+    "Ontology Term Types", "Organism Name Interactor A", "Organism Name Interactor B",
+]
+
 log = logging.getLogger(__name__)
 
 #: S. cerevisiae S288C in the NCBI taxonomy, as BioGRID writes it.

@@ -52,6 +52,7 @@ import polars as pl
 
 from pipeline.genes import CHROMOSOMES, conform, read_gene_table_tsv
 from pipeline.registry import SAMPLE_DIR
+from pipeline.sources.biogrid import TAB3_COLUMNS
 from pipeline.sources.string import CHANNELS, HEADER, TAXON_PREFIX
 
 #: Bumped whenever the same (seed, scale) would give different bytes: caches key on it.
@@ -386,20 +387,7 @@ def write_string_detailed(path: Path, ids: Sequence[str], table: pl.DataFrame, l
     return out.height
 
 
-#: The 37 columns of BioGRID TAB3, in order.
-BIOGRID_COLUMNS = [
-    "#BioGRID Interaction ID", "Entrez Gene Interactor A", "Entrez Gene Interactor B",
-    "BioGRID ID Interactor A", "BioGRID ID Interactor B", "Systematic Name Interactor A",
-    "Systematic Name Interactor B", "Official Symbol Interactor A", "Official Symbol Interactor B",
-    "Synonyms Interactor A", "Synonyms Interactor B", "Experimental System", "Experimental System Type",
-    "Author", "Publication Source", "Organism ID Interactor A", "Organism ID Interactor B", "Throughput",
-    "Score", "Modification", "Qualifications", "Tags", "Source Database",
-    "SWISS-PROT Accessions Interactor A", "TREMBL Accessions Interactor A", "REFSEQ Accessions Interactor A",
-    "SWISS-PROT Accessions Interactor B", "TREMBL Accessions Interactor B", "REFSEQ Accessions Interactor B",
-    "Ontology Term IDs", "Ontology Term Names", "Ontology Term Categories", "Ontology Term Qualifier IDs",
-    "Ontology Term Qualifier Names",
-    "Ontology Term Types", "Organism Name Interactor A", "Organism Name Interactor B",
-]
+
 #: BioGRID experimental systems per type, with their approximate shares in the yeast file.
 BIOGRID_SYSTEMS = {
     "physical": {"Affinity Capture-MS": 0.45, "Two-hybrid": 0.18, "Affinity Capture-Western": 0.12,
@@ -471,7 +459,7 @@ def write_biogrid(path: Path, genes: pl.DataFrame, rows: pl.DataFrame) -> int:
         "Organism Name Interactor A": pl.repeat("Saccharomyces cerevisiae (S288c)", n, eager=True),
         "Organism Name Interactor B": pl.repeat("Saccharomyces cerevisiae (S288c)", n, eager=True),
     }
-    out = pl.DataFrame([cols[c].alias(c) if c in cols else dash.alias(c) for c in BIOGRID_COLUMNS])
+    out = pl.DataFrame([cols[c].alias(c) if c in cols else dash.alias(c) for c in TAB3_COLUMNS])
     _write(path, _csv_bytes(out, "\t"))
     return n
 
