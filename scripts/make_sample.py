@@ -79,11 +79,16 @@ def make_sample(out: Path, genes_tsv: Path = SAMPLE_DIR / GENES) -> dict:
         files.append({"path": paths[s], "synthetic": True, "generator": GENERATOR, "seed": SEED,
                       "sha256": _sha256(p), "bytes": p.stat().st_size, "rows": report[s]["rows"],
                       "description": "SYNTHETIC " + DESCRIPTIONS[s]})
+    # entries of the other generators (gene sequences, phenotype tables) are theirs to keep
+    prev = genes_tsv.parent / "MANIFEST.json"
+    if prev.exists():
+        mine = {GENERATOR, "scripts/make_gene_table.py"}
+        files += [f for f in json.loads(prev.read_text())["files"] if f["generator"] not in mine]
     manifest = {
         "description": "Embedded default inputs of python -m pipeline.build. Every file marked synthetic is "
-                       "generated (pipeline.synth.graph, seed 0) over the real gene ids of genes.tsv and "
-                       "carries no biological information; genes.tsv is real. Regenerate with "
-                       "python scripts/make_sample.py (byte-identical).",
+                       "generated over the real gene ids of genes.tsv and carries no biological "
+                       "information; genes.tsv and gene_cds.fa.gz are real (R64-2-1 reference genome). "
+                       "Each file names its generator; all regenerate byte-identically.",
         "files": files,
     }
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
