@@ -88,7 +88,8 @@ def pipeline_logs_to_run() -> Iterator[None]:
 @flow(name="build-graph")
 def build_graph(graphs: list[str], raw: str = "data/raw", out: str = "data/processed", name: str | None = None,
                 genes: str | None = None, download: bool = False, force: bool = False,
-                go_max_term_size: int = 300, datasets: list[str] | None = None, replicates: str = "mean",
+                go_max_term_size: int = 300, sequences: str | None = None, added_genes: str | None = None,
+                embeddings: list[str] | None = None, datasets: list[str] | None = None, replicates: str = "mean",
                 split_seed: int = 0, split_fractions: list[float] | None = None) -> str:
     """Build the multigraph store of ``graphs`` (as ``python -m pipeline.build``); returns its path.
 
@@ -97,7 +98,8 @@ def build_graph(graphs: list[str], raw: str = "data/raw", out: str = "data/proce
     """
     cfg = BuildConfig(graphs=list(graphs), raw=Path(raw), out=Path(out), name=name,
                       genes=Path(genes) if genes else None, download=download, force=force,
-                      go_max_term_size=go_max_term_size, datasets=list(datasets or []), replicates=replicates,
+                      go_max_term_size=go_max_term_size, sequences=sequences, added_genes=added_genes,
+                      embeddings=list(embeddings or []), datasets=list(datasets or []), replicates=replicates,
                       split_seed=split_seed, split_fractions=tuple(split_fractions or (0.8, 0.1, 0.1)))
     with pipeline_logs_to_run():
         res = run_build(cfg, run=run_as_task)
@@ -120,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = build_graph(graphs=args.graphs, raw=str(args.raw), out=str(args.out), name=args.name,
                             genes=str(args.genes) if args.genes else None, download=args.download,
-                            force=args.force, go_max_term_size=args.go_max_term_size, datasets=args.dataset,
+                            force=args.force, go_max_term_size=args.go_max_term_size,
+                            sequences=str(args.sequences) if args.sequences else None,
+                            added_genes=str(args.added_genes) if args.added_genes else None,
+                            embeddings=args.embeddings, datasets=args.dataset,
                             replicates=args.replicates, split_seed=args.split_seed,
                             split_fractions=list(args.split_fractions))
     except (PipelineError, ValueError, FileNotFoundError) as e:  # the flow run logged the traceback

@@ -34,6 +34,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--genes", type=Path,
                    help="gene universe: SGD GFF3, GenBank file/folder, gene table .tsv or gene list .txt "
                         "(default: RAW/genome/, else the bundled R64-2-1 gene table)")
+    p.add_argument("--sequences", type=Path,
+                   help="coding sequences for gene features: FASTA, GenBank file/folder, or GFF3 with ##FASTA "
+                        "(default: the gene annotation itself, RAW/genome/*.fa[.gz], or the bundled CDS)")
+    p.add_argument("--added-genes", type=Path, metavar="TSV",
+                   help="heterologous genes to append to the gene index (columns id[, name, sequence])")
+    p.add_argument("--embeddings", action="append", default=[], metavar="NAME=PATH",
+                   help="an external gene embedding table (CSV/TSV/Parquet keyed by systematic name); repeatable")
     p.add_argument("--download", action="store_true", help="fetch missing sources from their public URLs")
     p.add_argument("--force", action="store_true", help="rebuild even if the store is up to date")
     p.add_argument("--go-max-term-size", type=int, default=300,
@@ -61,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.quiet)
     cfg = BuildConfig(graphs=args.graphs, raw=args.raw, out=args.out, name=args.name, genes=args.genes,
                       download=args.download, force=args.force, go_max_term_size=args.go_max_term_size,
+                      sequences=args.sequences, added_genes=args.added_genes, embeddings=args.embeddings,
                       datasets=args.dataset, replicates=args.replicates, split_seed=args.split_seed,
                       split_fractions=tuple(args.split_fractions))
     t0 = time.perf_counter()

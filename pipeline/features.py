@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.errors import SourceFormatError
-from pipeline.genes import CHROMOSOMES, GeneIndex, conform
+from pipeline.genes import GENE_SCHEMA, CHROMOSOMES, GeneIndex, conform
 from pipeline.sources._table import read_bytes, read_table
 
 log = logging.getLogger(__name__)
@@ -405,4 +405,4 @@ def append_added(gene_table: pl.DataFrame, added: pl.DataFrame,
     new = conform(added.select("id", "name"))
     extra = pl.concat([old, new]).sort("id")
     return pl.concat([genome.with_columns(pl.lit(False).alias("added")),
-                      extra.with_columns(pl.lit(True).alias("added"))])
+                      extra.with_columns(pl.lit(True).alias("added"))]).select(list(GENE_SCHEMA))

@@ -28,6 +28,7 @@ GENE_SCHEMA: dict[str, pl.DataType] = {
     "length": pl.Int64,  # end - start + 1
     "go_terms": pl.List(pl.String),  # GO ids, e.g. GO:0005634, sorted, unique
     "aliases": pl.List(pl.String),  # other names, used to map standard names in sources
+    "added": pl.Boolean,  # a heterologous gene appended to the genome's (no edges in any graph)
 }
 
 _ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X",
@@ -76,6 +77,8 @@ def conform(df: pl.DataFrame) -> pl.DataFrame:
             cols.append((pl.col("end") - pl.col("start") + 1).cast(dtype).alias(name))
         elif isinstance(dtype, pl.List):
             cols.append(pl.lit([], dtype=dtype).alias(name))
+        elif name == "added":
+            cols.append(pl.lit(False).alias(name))
         else:
             cols.append(pl.lit(None, dtype=dtype).alias(name))
     return df.select(cols)
@@ -108,7 +111,10 @@ class GeneIndex:
 
     @classmethod
     def from_table(cls, df: pl.DataFrame, source: str = "<memory>") -> "GeneIndex":
-        """Sort by id and check that ids are present and unique."""
+        """Sort (genome genes by id, then added genes by id) and check ids are present and unique.
+
+        Added genes go last so that a genome gene's index never depends on what is added.
+        """
         df = conform(df)
         nulls = df["id"].is_null() | (df["id"].str.len_chars() == 0)
         if nulls.any():
@@ -118,7 +124,7 @@ class GeneIndex:
         if len(dup):
             raise SourceFormatError(source, None, "unique systematic names",
                                     f"{len(dup)} duplicated, e.g. {dup.head(5).to_list()}")
-        return cls(df.sort("id"), source)
+        return cls(df.with_columns(pl.col("added").fill_null(False)).sort("added", "id"), source)
 
     def __len__(self) -> int:
         return self.table.height
@@ -126,6 +132,11 @@ class GeneIndex:
     @property
     def ids(self) -> np.ndarray:
         return self.table["id"].to_numpy()
+
+    @property
+    def added(self) -> np.ndarray:
+        """Boolean [n]: heterologous genes appended to the genome's."""
+        return self.table["added"].to_numpy().astype(bool)
 
     @property
     def fingerprint(self) -> str:

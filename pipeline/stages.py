@@ -28,23 +28,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import polars as pl
 import zarr
 
 import pipeline
 from pipeline.buildkey import build_key, is_current
 from pipeline.csr import build_csr
 from pipeline.edges import EdgeTable
-from pipeline.errors import SourceMissingError
+from pipeline.errors import SourceFormatError, SourceMissingError
 from pipeline.genes import GeneIndex, read_gene_list, read_gene_table_tsv
 from pipeline.registry import REPO_ROOT, SAMPLE_DIR, SOURCES, find_raw, resolve
 from pipeline.stores.atomic import clean_stale, discard, publish_dir, staging_dir
-from pipeline.stores.graph import (FORMAT_VERSION, open_graph, write_edge_type, write_genes,
+from pipeline.stores.graph import (FORMAT_VERSION, GeneFeatures, open_graph, write_edge_type, write_genes,
                                    write_manifest)
 
 log = logging.getLogger("pipeline.build")
 T = TypeVar("T")
 
 SAMPLE_GENES = SAMPLE_DIR / "genes.tsv"
+SAMPLE_CDS = SAMPLE_DIR / "gene_cds.fa.gz"
 
 
 @dataclass
@@ -59,6 +61,9 @@ class BuildConfig:
     download: bool = False
     force: bool = False
     go_max_term_size: int = 300
+    sequences: Path | None = None  # CDS sequences for gene features (FASTA, GenBank, GFF3 + FASTA)
+    added_genes: Path | None = None  # heterologous genes to append to the gene index
+    embeddings: list[str] = field(default_factory=list)  # NAME=PATH tables of external gene embeddings
     datasets: list[str] = field(default_factory=list)  # phenotype tables for the dataset stage
     replicates: str = "mean"  # replicate policy: mean | first
     split_seed: int = 0
@@ -67,6 +72,11 @@ class BuildConfig:
     def __post_init__(self) -> None:
         self.raw, self.out = Path(self.raw), Path(self.out)
         self.genes = Path(self.genes) if self.genes else None
+        self.sequences = Path(self.sequences) if self.sequences else None
+        self.added_genes = Path(self.added_genes) if self.added_genes else None
+        for e in self.embeddings:
+            if "=" not in e or not e.split("=", 1)[0]:
+                raise ValueError(f"--embeddings takes NAME=PATH, got {e!r}")
         if isinstance(self.graphs, str):
             self.graphs = [self.graphs]
         if isinstance(self.datasets, str):
@@ -103,6 +113,10 @@ class BuildPlan:
     parameters: dict[str, Any]
     build_key: str
     up_to_date: bool
+    sequences: InputFile | None = None
+    sequences_format: str | None = None
+    added_genes: InputFile | None = None
+    embeddings: dict[str, InputFile] = field(default_factory=dict)
 
 
 def direct(fn: Callable[..., T], *args: Any) -> T:
@@ -199,6 +213,29 @@ def _gene_format(path: Path) -> str:
                      f"of chr*.gb, a gene table .tsv, or a gene list .txt)")
 
 
+def _sequence_source(cfg: BuildConfig, gpath: Path, gfmt: str, gorigin: str) -> tuple[Path, str, str] | None:
+    """Where the CDS sequences for gene features come from, and in which format."""
+    if cfg.sequences is not None:
+        if not cfg.sequences.exists():
+            raise SourceMissingError(f"--sequences {cfg.sequences}: no such file or folder")
+        fmt = _gene_format(cfg.sequences) if not _is_fasta(cfg.sequences) else "fasta"
+        return cfg.sequences, fmt, "argument"
+    if gfmt in ("genbank", "gff3"):  # the annotation carries the genome (GFF3 after ##FASTA)
+        return gpath, gfmt, gorigin
+    gdir = cfg.raw / "genome"
+    for p in sorted(gdir.glob("*")) if gdir.is_dir() else []:
+        if _is_fasta(p):
+            return p, "fasta", "raw"
+    if gorigin == "sample" and SAMPLE_CDS.exists():
+        return SAMPLE_CDS, "fasta", "sample"
+    log.warning("no gene sequences (pass --sequences, or put a CDS FASTA in %s): sequence features are NaN", gdir)
+    return None
+
+
+def _is_fasta(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith((".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz"))
+
+
 def _source_file(cfg: BuildConfig, name: str) -> tuple[Path, str]:
     src = SOURCES[name]
     found = find_raw(src, cfg.raw)
@@ -240,17 +277,29 @@ def plan_build(cfg: BuildConfig) -> BuildPlan:
             continue
         path, origin = _source_file(cfg, name)
         inputs[name] = describe_input(name, path, origin)
+    seq = _sequence_source(cfg, gpath, gfmt, gorigin)
+    seq_in = describe_input("sequences", seq[0], seq[2]) if seq else None
+    added_in = describe_input("added_genes", cfg.added_genes, "argument") if cfg.added_genes else None
+    emb_in = {}
+    for e in cfg.embeddings:
+        name, path = e.split("=", 1)
+        if not Path(path).is_file():
+            raise SourceMissingError(f"--embeddings {e}: no such file")
+        emb_in[name] = describe_input(f"embedding:{name}", Path(path), "argument")
     params = {"graphs": sorted({t for ts in sources.values() for t in ts}),
-              "genes_format": gfmt, "format_version": FORMAT_VERSION}
+              "genes_format": gfmt, "sequences_format": seq[1] if seq else None,
+              "format_version": FORMAT_VERSION}
     if "go" in sources:
         params["go_max_term_size"] = cfg.go_max_term_size
+    extra = [("sequences", seq_in), ("added_genes", added_in), *((f"embedding:{k}", v) for k, v in emb_in.items())]
     key_src = {"params": params, "genes": genes_in.sha256,
-               "inputs": {k: (v.sha256 if v else None) for k, v in inputs.items()},
+               "inputs": {k: (v.sha256 if v else None) for k, v in [*inputs.items(), *extra]},
                "version": pipeline.__version__}
     key = build_key(key_src)
     store = cfg.out / cfg.build_name / "graph.zarr"
     up_to_date = is_current(store, key, lambda p: open_graph(p).manifest, cfg.force)
-    return BuildPlan(cfg, store, genes_in, gfmt, sources, inputs, params, key, up_to_date)
+    return BuildPlan(cfg, store, genes_in, gfmt, sources, inputs, params, key, up_to_date,
+                     seq_in, seq[1] if seq else None, added_in, emb_in)
 
 
 def load_genes(plan: BuildPlan) -> GeneIndex:
@@ -266,9 +315,54 @@ def load_genes(plan: BuildPlan) -> GeneIndex:
         df = read_gene_table_tsv(path)
     else:
         df = read_gene_list(path)
+    if plan.added_genes is not None:
+        from pipeline.features import added_genes, append_added
+        extra = added_genes(plan.added_genes.path, genome=df)
+        df = append_added(df, extra, source=plan.added_genes.path)
+        log.info("added genes: %d from %s (appended after the genome's, no edges)", extra.height,
+                 plan.added_genes.path)
     genes = GeneIndex.from_table(df, source=str(path))
     log.info("genes: %d from %s (%s), fingerprint %s", len(genes), path, fmt, genes.fingerprint[:12])
     return genes
+
+
+def compute_gene_features(plan: BuildPlan, genes: GeneIndex) -> GeneFeatures:
+    """Position and sequence features of every gene, plus imported embeddings (NaN where unknown)."""
+    from pipeline.features import gene_features, import_embeddings
+    from pipeline.sources import sequences as seqs
+
+    source: dict[str, Any] = {"path": None}
+    frame = None
+    if plan.sequences is not None:
+        path, fmt = Path(plan.sequences.path), plan.sequences_format
+        reader = {"fasta": seqs.read_fasta, "genbank": seqs.read_genbank_cds, "gff3": seqs.read_gff3_cds}[fmt]
+        try:
+            frame = reader(path)
+            source = {"path": str(path), "format": fmt, "sha256": plan.sequences.sha256}
+        except SourceFormatError as e:
+            if fmt != "gff3":
+                raise
+            log.warning("no sequences in %s (%s): sequence features are NaN", path, e)
+    if plan.added_genes is not None:  # added genes bring their own sequences
+        from pipeline.features import added_genes
+        own = added_genes(plan.added_genes.path)
+        if "sequence" in own.columns:
+            own = own.select("id", pl.col("sequence").cast(pl.String))
+            frame = own if frame is None else pl.concat([frame.select("id", "sequence"), own])
+    if frame is not None:
+        ordered, report = seqs.sequences_for(genes, frame)
+        source.update(n_with_sequence=report.n_with_sequence, n_missing=report.n_missing)
+        log.info("gene features: %s", report.summary())
+    else:
+        ordered = [None] * len(genes)
+    matrix, names = gene_features(genes.table, ordered)
+    embeddings = {}
+    for name, inp in plan.embeddings.items():
+        mat, rep = import_embeddings(inp.path, genes)
+        log.info("embedding %s: %s", name, rep.summary())
+        embeddings[name] = (mat, {"columns": rep.columns, "source": inp.path, "sha256": inp.sha256,
+                                  "n_missing": rep.n_missing, "n_unknown": rep.n_unknown})
+    return GeneFeatures(matrix, names, source, embeddings)
 
 
 def read_source(plan: BuildPlan, name: str, genes: GeneIndex) -> dict[str, EdgeTable]:
@@ -277,6 +371,13 @@ def read_source(plan: BuildPlan, name: str, genes: GeneIndex) -> dict[str, EdgeT
     path = Path(inp.path) if inp else None
     t0 = time.perf_counter()
     tables = SOURCES[name].reader(path, genes, plan.sources[name], plan.parameters)
+    added = genes.added
+    if added.any():  # added genes never get edges, whatever a source names
+        for k, t in tables.items():
+            hit = added[t.src] | added[t.dst]
+            keep = ~hit
+            tables[k] = EdgeTable(t.name, t.src[keep], t.dst[keep], t.weight[keep], t.directed, t.source,
+                                  {**t.stats, "dropped_added_gene": int(hit.sum())})
     for t in tables.values():
         log.info("%s: read %s rows from %s, kept %d, dropped %s (%.2fs)", t.name,
                  t.stats.get("rows_read", len(t)), path or "the gene table", len(t),
@@ -284,14 +385,14 @@ def read_source(plan: BuildPlan, name: str, genes: GeneIndex) -> dict[str, EdgeT
     return tables
 
 
-def open_staging(plan: BuildPlan, genes: GeneIndex) -> Path:
-    """A temporary store beside the final one, holding the gene index; edge types go in next."""
+def open_staging(plan: BuildPlan, genes: GeneIndex, features: GeneFeatures | None = None) -> Path:
+    """A temporary store beside the final one, holding the gene index and features; edge types go in next."""
     stale = clean_stale(plan.store)
     if stale:
         log.info("removed %d temporary store(s) left by an interrupted build", stale)
     tmp = staging_dir(plan.store)
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-    write_genes(root, genes)
+    write_genes(root, genes, features)
     root.create_group("edges")
     return tmp
 
@@ -309,6 +410,11 @@ def store_edge_type(staging: Path, table: EdgeTable, n_genes: int, gene_fingerpr
                            {"source": table.source, "stats": {**table.stats, **st}})
 
 
+def _all_inputs(plan: BuildPlan) -> list[InputFile]:
+    return [v for v in [plan.genes, *plan.inputs.values(), plan.sequences, plan.added_genes,
+                        *plan.embeddings.values()] if v is not None]
+
+
 def publish_graph(plan: BuildPlan, staging: Path, genes: GeneIndex, edge_meta: dict[str, dict[str, Any]]) -> Path:
     """Write the manifest (last: it marks the store complete) and rename the store into place."""
     manifest = {
@@ -317,8 +423,8 @@ def publish_graph(plan: BuildPlan, staging: Path, genes: GeneIndex, edge_meta: d
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "code_version": _code_version(),
         "parameters": plan.parameters,
-        "inputs": [asdict(plan.genes)] + [asdict(v) for v in plan.inputs.values() if v],
-        "synthetic_inputs": any(v.synthetic for v in [plan.genes, *plan.inputs.values()] if v),
+        "inputs": [asdict(v) for v in _all_inputs(plan)],
+        "synthetic_inputs": any(v.synthetic for v in _all_inputs(plan)),
         "genes": {"n": len(genes), "fingerprint": genes.fingerprint, "source": plan.genes.path},
         "edge_types": edge_meta,
     }
@@ -372,7 +478,8 @@ def run_graph_build(cfg: BuildConfig, run: Runner | None = None) -> tuple[Path, 
     tables: dict[str, EdgeTable] = {}
     for read in _map(run, read_source, [(plan, name, genes) for name in plan.sources]):
         tables.update(read)
-    staging = run(open_staging, plan, genes)
+    features = run(compute_gene_features, plan, genes)
+    staging = run(open_staging, plan, genes, features)
     try:
         # largest first, so that parallel workers finish together
         order = sorted(tables, key=lambda k: -len(tables[k]))

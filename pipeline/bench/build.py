@@ -44,7 +44,8 @@ TARGET_CORES = 2
 TARGET_SPEEDUP = 50.0
 DEFAULT_WORKDIR = Path("data/bench")
 #: Order of the build's stages in the report (names of the functions in pipeline.stages).
-STAGES = ["plan_build", "load_genes", "read_source", "open_staging", "store_edge_type", "publish_graph", "summarize"]
+STAGES = ["plan_build", "load_genes", "read_source", "compute_gene_features", "open_staging", "store_edge_type",
+          "publish_graph", "summarize"]
 
 
 # --- data --------------------------------------------------------------------------------

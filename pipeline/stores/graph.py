@@ -6,6 +6,9 @@ Layout (exact contract in ``storage_layout.md``)::
       zarr.json                     attributes: format, format_version, manifest
       genes/                        attributes: n_genes, fingerprint, chromosomes
         id, name                    string [n]
+        added                       uint8 [n]
+        features                    float32 [n, d]  attributes: feature_names, source
+        embeddings/<name>           float32 [n, w]  (optional)
         chromosome, strand          int8 [n]
         start, end, length          int64 [n]
         go_indptr, go_terms         int64 [n+1], string [m]
@@ -40,7 +43,7 @@ from pipeline.errors import StoreError
 from pipeline.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform
 
 FORMAT = "yeast-pipeline.graph"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: ~4 MB of int32 per chunk: above zarr's ~1 MB guidance, small enough to stream.
 CHUNK_ELEMS = 1 << 20
 # zstd level 1: within ~10% of level 3's size and ~1.5x faster to write (benchmarked).
@@ -83,9 +86,32 @@ def _list_csr(col: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return indptr, values
 
 
-def write_genes(root: zarr.Group, genes: GeneIndex) -> None:
+@dataclass
+class GeneFeatures:
+    """Per-gene feature matrices stored with the gene index (rows in gene-index order)."""
+
+    matrix: np.ndarray  # float32 [n, d]; NaN where unknown
+    names: list[str]
+    source: dict[str, Any]  # what the sequence features were computed from
+    embeddings: dict[str, tuple[np.ndarray, dict[str, Any]]]  # name -> (float32 [n, w], attributes)
+
+
+def write_genes(root: zarr.Group, genes: GeneIndex, features: GeneFeatures | None = None) -> None:
     t = genes.table
     g = root.create_group("genes")
+    _put(g, "added", genes.added.astype(np.uint8))
+    if features is not None:
+        f = g.create_array("features", shape=features.matrix.shape, dtype=np.float32,
+                           chunks=features.matrix.shape, compressors=_COMPRESSOR)
+        f[:] = features.matrix
+        f.attrs.update({"feature_names": features.names, "source": features.source})
+        if features.embeddings:
+            eg = g.create_group("embeddings")
+            for name, (mat, attrs) in features.embeddings.items():
+                e = eg.create_array(name, shape=mat.shape, dtype=np.float32, chunks=mat.shape,
+                                    compressors=_COMPRESSOR)
+                e[:] = mat
+                e.attrs.update(attrs)
     _put(g, "id", t["id"].to_numpy().astype(str))
     _put(g, "name", t["name"].fill_null("").to_numpy().astype(str))
     chrom_code = {c: i for i, c in enumerate(CHROMOSOMES)}
@@ -172,8 +198,32 @@ class GraphStore:
             "start": nullable(g["start"][:]), "end": nullable(g["end"][:]), "strand": strand,
             "length": nullable(g["length"][:]),
             "go_terms": lists("go_indptr", "go_terms"), "aliases": lists("alias_indptr", "aliases"),
+            "added": g["added"][:].astype(bool).tolist(),
         }, schema=GENE_SCHEMA)
         return GeneIndex(conform(df), source=str(self.path))
+
+    @property
+    def added(self) -> np.ndarray:
+        """Boolean [n]: heterologous genes (no edges; excluded from graph-regularisation targets)."""
+        return self.root["genes/added"][:].astype(bool)
+
+    def features(self) -> tuple[np.ndarray, list[str]]:
+        """The gene feature matrix (float32 [n, d], NaN where unknown) and its column names."""
+        if "features" not in self.root["genes"]:
+            raise KeyError(f"{self.path}: no gene features stored")
+        a = self.root["genes/features"]
+        return a[:], list(a.attrs["feature_names"])
+
+    @property
+    def embedding_names(self) -> list[str]:
+        g = self.root["genes"]
+        return sorted(g["embeddings"].array_keys()) if "embeddings" in g else []
+
+    def embedding(self, name: str) -> np.ndarray:
+        """An imported embedding matrix, float32 [n, w] (NaN rows for genes it lacks)."""
+        if name not in self.embedding_names:
+            raise KeyError(f"{self.path}: no embedding {name!r}; has {self.embedding_names}")
+        return self.root[f"genes/embeddings/{name}"][:]
 
     @property
     def edge_types(self) -> list[str]:
