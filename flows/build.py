@@ -45,15 +45,14 @@ def _as_task(fn: Callable[..., T]) -> Any:
 
 class PrefectRunner:
     """The flow's runner for :func:`run_build`: each stage is a Prefect task run;
-    ``map`` submits independent stages to the flow's task runner (threads by default)
+    ``each`` submits independent stages to the flow's task runner (threads by default)
     and waits for all of them."""
 
     def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         return _as_task(fn)(*args)
 
-    def map(self, fn: Callable[..., T], arg_tuples: Sequence[tuple]) -> list[T]:
-        t = _as_task(fn)
-        futures = [t.submit(*a) for a in arg_tuples]
+    def each(self, calls: Sequence[tuple[Callable[..., Any], tuple]]) -> list[Any]:
+        futures = [_as_task(fn).submit(*a) for fn, a in calls]
         return [f.result() for f in futures]
 
 

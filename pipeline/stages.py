@@ -6,10 +6,10 @@ the flow passes a wrapper that runs it as a Prefect task. Stage functions are
 plain, picklable and free of Prefect.
 
 Stages: ``plan_build`` (resolve selectors to files, hash inputs, decide whether
-the store is up to date) -> ``load_genes`` -> ``read_source`` per source ->
-``open_staging`` (a temporary store with the gene index) -> ``store_edge_type``
-per edge type (CSR, incidence, arrays) -> ``publish_graph`` (manifest, atomic
-rename). Stages of one kind are independent: a runner's ``map`` may run them in
+the store is up to date) -> ``load_genes`` -> [``read_source`` per source,
+``compute_gene_features``, ``open_staging`` (a temporary store with the gene
+index)] -> [``store_gene_features``, ``store_edge_type`` per edge type (CSR,
+incidence, arrays)] -> ``publish_graph`` (manifest, atomic rename). Independent stages (the sources, the features, the edge types) may run in
 parallel (threads in the CLI, Prefect task futures in the flow).
 """
 
@@ -39,8 +39,8 @@ from pipeline.errors import SourceFormatError, SourceMissingError
 from pipeline.genes import GeneIndex, read_gene_list, read_gene_table_tsv
 from pipeline.registry import REPO_ROOT, SAMPLE_DIR, SOURCES, find_raw, resolve
 from pipeline.stores.atomic import clean_stale, discard, publish_dir, staging_dir
-from pipeline.stores.graph import (FORMAT_VERSION, GeneFeatures, open_graph, write_edge_type, write_genes,
-                                   write_manifest)
+from pipeline.stores.graph import (FORMAT_VERSION, GeneFeatures, open_graph, write_edge_type, write_features,
+                                   write_genes, write_manifest)
 
 log = logging.getLogger("pipeline.build")
 T = TypeVar("T")
@@ -129,7 +129,7 @@ def default_workers() -> int:
 
 
 class LocalRunner:
-    """The CLI's runner: stages in this process; ``map`` runs independent stages on threads.
+    """The CLI's runner: stages in this process; ``each`` runs independent stages on threads.
 
     Threads suffice: the heavy work (numpy sorts, polars, Blosc) releases the GIL.
     """
@@ -140,11 +140,13 @@ class LocalRunner:
     def __call__(self, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
 
-    def map(self, fn: Callable[..., T], arg_tuples: Sequence[tuple]) -> list[T]:
-        if self.workers == 1 or len(arg_tuples) < 2:
-            return [fn(*a) for a in arg_tuples]
-        with ThreadPoolExecutor(min(self.workers, len(arg_tuples))) as ex:
-            return list(ex.map(lambda a: fn(*a), arg_tuples))
+    def each(self, calls: Sequence[tuple[Callable[..., Any], tuple]]) -> list[Any]:
+        """Run independent stages, concurrently when there are workers; results in call order."""
+        if self.workers == 1 or len(calls) < 2:
+            return [fn(*a) for fn, a in calls]
+        with ThreadPoolExecutor(min(self.workers, len(calls))) as ex:
+            futures = [ex.submit(fn, *a) for fn, a in calls]
+            return [f.result() for f in futures]
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -385,16 +387,21 @@ def read_source(plan: BuildPlan, name: str, genes: GeneIndex) -> dict[str, EdgeT
     return tables
 
 
-def open_staging(plan: BuildPlan, genes: GeneIndex, features: GeneFeatures | None = None) -> Path:
-    """A temporary store beside the final one, holding the gene index and features; edge types go in next."""
+def open_staging(plan: BuildPlan, genes: GeneIndex) -> Path:
+    """A temporary store beside the final one, holding the gene index; features and edge types go in next."""
     stale = clean_stale(plan.store)
     if stale:
         log.info("removed %d temporary store(s) left by an interrupted build", stale)
     tmp = staging_dir(plan.store)
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-    write_genes(root, genes, features)
+    write_genes(root, genes)
     root.create_group("edges")
     return tmp
+
+
+def store_gene_features(staging: Path, features: GeneFeatures) -> None:
+    """Write the gene feature matrix and embeddings into the staging store."""
+    write_features(zarr.open_group(str(staging), mode="r+"), features)
 
 
 def store_edge_type(staging: Path, table: EdgeTable, n_genes: int, gene_fingerprint: str) -> dict[str, Any]:
@@ -458,12 +465,12 @@ def summarize(store: Path) -> str:
 
 # --- the one sequencing of the stages ----------------------------------------------------
 
-Runner = Callable[..., Any]  # run(fn, *args); optionally with .map(fn, [args, ...])
+Runner = Callable[..., Any]  # run(fn, *args); optionally .each([(fn, args), ...]) for independent stages
 
 
-def _map(run: Runner, fn: Callable[..., T], arg_tuples: Sequence[tuple]) -> list[T]:
-    m = getattr(run, "map", None)
-    return m(fn, arg_tuples) if m is not None else [run(fn, *a) for a in arg_tuples]
+def _each(run: Runner, calls: Sequence[tuple[Callable[..., Any], tuple]]) -> list[Any]:
+    m = getattr(run, "each", None)
+    return m(calls) if m is not None else [run(fn, *a) for fn, a in calls]
 
 
 def run_graph_build(cfg: BuildConfig, run: Runner | None = None) -> tuple[Path, bool]:
@@ -475,15 +482,20 @@ def run_graph_build(cfg: BuildConfig, run: Runner | None = None) -> tuple[Path, 
                  plan.store, plan.build_key[:12])
         return plan.store, False
     genes = run(load_genes, plan)
-    tables: dict[str, EdgeTable] = {}
-    for read in _map(run, read_source, [(plan, name, genes) for name in plan.sources]):
-        tables.update(read)
-    features = run(compute_gene_features, plan, genes)
-    staging = run(open_staging, plan, genes, features)
+    # Independent of each other: sources, gene features and the staging store's gene index.
     try:
-        # largest first, so that parallel workers finish together
+        staging, features, *reads = _each(run, [(open_staging, (plan, genes)), (compute_gene_features, (plan, genes)),
+                                               *((read_source, (plan, name, genes)) for name in plan.sources)])
+    except BaseException:
+        clean_stale(plan.store)  # the staging store may exist already
+        raise
+    tables: dict[str, EdgeTable] = {k: v for read in reads for k, v in read.items()}
+    try:
+        # largest edge types first, so that parallel workers finish together
         order = sorted(tables, key=lambda k: -len(tables[k]))
-        metas = _map(run, store_edge_type, [(staging, tables[k], len(genes), genes.fingerprint) for k in order])
+        _, *metas = _each(run, [(store_gene_features, (staging, features)),
+                                *((store_edge_type, (staging, tables[k], len(genes), genes.fingerprint))
+                                  for k in order)])
         by_name = dict(zip(order, metas))
         store = run(publish_graph, plan, staging, genes, {k: by_name[k] for k in tables})
     except BaseException:

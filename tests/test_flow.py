@@ -82,7 +82,7 @@ def test_flow_builds_the_cli_store_with_one_task_per_stage(tmp_path: Path, tiny_
     runs = _task_runs(state.state_details.flow_run_id)
     assert Counter(r.name.rsplit("-", 1)[0] for r in runs) == {
         "plan_build": 1, "load_genes": 1, "read_source": 1, "compute_gene_features": 1, "open_staging": 1,
-        "store_edge_type": 6,
+        "store_gene_features": 1, "store_edge_type": 6,
         "publish_graph": 1}
     assert all(r.state.is_completed() for r in runs)
     logs = _logs(state.state_details.flow_run_id)

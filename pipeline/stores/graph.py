@@ -96,24 +96,28 @@ class GeneFeatures:
     embeddings: dict[str, tuple[np.ndarray, dict[str, Any]]]  # name -> (float32 [n, w], attributes)
 
 
-def write_genes(root: zarr.Group, genes: GeneIndex, features: GeneFeatures | None = None) -> None:
+def write_features(root: zarr.Group, features: GeneFeatures) -> None:
+    """``genes/features`` and ``genes/embeddings/<name>`` (written beside the gene index)."""
+    g = root["genes"]
+    f = g.create_array("features", shape=features.matrix.shape, dtype=np.float32,
+                       chunks=features.matrix.shape, compressors=_COMPRESSOR)
+    f[:] = features.matrix
+    f.attrs.update({"feature_names": features.names, "source": features.source})
+    if features.embeddings:
+        eg = g.create_group("embeddings")
+        for name, (mat, attrs) in features.embeddings.items():
+            e = eg.create_array(name, shape=mat.shape, dtype=np.float32, chunks=mat.shape,
+                                compressors=_COMPRESSOR)
+            e[:] = mat
+            e.attrs.update(attrs)
+
+
+def write_genes(root: zarr.Group, genes: GeneIndex) -> None:
     t = genes.table
     g = root.create_group("genes")
-    _put(g, "added", genes.added.astype(np.uint8))
-    if features is not None:
-        f = g.create_array("features", shape=features.matrix.shape, dtype=np.float32,
-                           chunks=features.matrix.shape, compressors=_COMPRESSOR)
-        f[:] = features.matrix
-        f.attrs.update({"feature_names": features.names, "source": features.source})
-        if features.embeddings:
-            eg = g.create_group("embeddings")
-            for name, (mat, attrs) in features.embeddings.items():
-                e = eg.create_array(name, shape=mat.shape, dtype=np.float32, chunks=mat.shape,
-                                    compressors=_COMPRESSOR)
-                e[:] = mat
-                e.attrs.update(attrs)
     _put(g, "id", t["id"].to_numpy().astype(str))
     _put(g, "name", t["name"].fill_null("").to_numpy().astype(str))
+    _put(g, "added", genes.added.astype(np.uint8))
     chrom_code = {c: i for i, c in enumerate(CHROMOSOMES)}
     _put(g, "chromosome", np.array([chrom_code.get(c, -1) if c else -1 for c in t["chromosome"].to_list()],
                                    dtype=np.int8))
