@@ -120,5 +120,5 @@ def summarize_dataset(path: Path) -> str:
                      f"{v['dropped_unknown_gene']:>10,}")
     lines.append(f"  replicate rows merged {c['merged_replicate_rows']:,} (policy {m['parameters']['replicates']})")
     for name, sc in c["splits"].items():
-        lines.append(f"  {name:20s} " + "  ".join(f"{k} {v:,}" for k, v in sc.items()))
+        lines.append(f"  {name:20s} " + "  ".join(f"{k} {sc[k]:,}" for k in ("train", "val", "test")))
     return "\n".join(lines)

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             manifest = make_sample(Path(tmp), args.out / GENES)
-            names = [f["path"] for f in manifest["files"] if f["synthetic"]] + ["MANIFEST.json"]
+            names = [f["path"] for f in manifest["files"] if f["synthetic"] and f["generator"] == GENERATOR] + [
+                "MANIFEST.json"]
             differ = [n for n in names if not (args.out / n).exists()
                       or not filecmp.cmp(Path(tmp) / n, args.out / n, shallow=False)]
         print("sample is up to date" if not differ else f"differs from a fresh run: {differ}")
