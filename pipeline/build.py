@@ -50,6 +50,8 @@ def parser() -> argparse.ArgumentParser:
                         "(kuzmin2018, kuzmin2020, costanzo2016)")
     p.add_argument("--replicates", choices=["mean", "first"], default="mean",
                    help="how replicate measurements of one strain are merged (default: mean)")
+    p.add_argument("--on-unknown-allele", choices=["skip", "error"], default="skip",
+                   help="a strain id or allele that does not parse: skip its rows (counted) or stop (default: skip)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the split assignment (default: 0)")
     p.add_argument("--split-fractions", type=float, nargs=3, default=[0.8, 0.1, 0.1],
                    metavar=("TRAIN", "VAL", "TEST"), help="expected split fractions (default: 0.8 0.1 0.1)")
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = BuildConfig(graphs=args.graphs, raw=args.raw, out=args.out, name=args.name, genes=args.genes,
                       download=args.download, force=args.force, go_max_term_size=args.go_max_term_size,
                       sequences=args.sequences, added_genes=args.added_genes, embeddings=args.embeddings,
-                      datasets=args.dataset, replicates=args.replicates, split_seed=args.split_seed,
+                      datasets=args.dataset, replicates=args.replicates,
+                      on_unknown_allele=args.on_unknown_allele, split_seed=args.split_seed,
                       split_fractions=tuple(args.split_fractions))
     t0 = time.perf_counter()
     try:

@@ -6,18 +6,21 @@ names, perturbation type codes, phenotypes) as polars LazyFrames. This module
 turns them into the dataset's samples, lazily, so that tens of millions of rows
 stream through in bounded memory:
 
-1. :func:`encode` maps names to the build's gene index; observations naming a gene
-   outside it are dropped and counted.
-2. :func:`aggregate` merges replicate observations of the same strain (same gene
-   set, same type codes): mean, count and spread per phenotype.
-3. :func:`assign_ids_and_splits` numbers samples in a canonical order and labels
-   them with every split of :data:`pipeline.splits.SPLITS`.
+1. :func:`encode` maps names to the build's gene index and packs each strain (its
+   (gene index, type) pairs) into one uint64 key; observations naming a gene outside
+   the index get a tagged key, so they are counted in the same pass and dropped.
+2. :func:`aggregate` merges replicate observations of the same strain (same key):
+   mean, count and spread per phenotype.
+3. :func:`assign_ids_and_splits` numbers samples in a canonical order, unpacks the
+   keys into ``gene_idx``/``types`` lists and labels every split of
+   :data:`pipeline.splits.SPLITS`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from pipeline.genes import GeneIndex
 from pipeline.splits import SPLITS
@@ -27,35 +30,72 @@ VALUES = ["fitness", "interaction", "interaction_raw", "smf_query", "smf_array"]
 MAX_GENES = 3
 
 
-def encode(obs: pl.LazyFrame, genes: GeneIndex) -> pl.LazyFrame:
-    """Add ``gene_idx`` (list[int32], -1 = not in the index) and ``known`` (bool)."""
-    ids = genes.table["id"]
-    idx = pl.Series(np.arange(len(ids), dtype=np.int32))
-    return obs.with_columns(
-        pl.col("genes").list.eval(pl.element().replace_strict(ids, idx, default=-1, return_dtype=pl.Int32))
-        .alias("gene_idx")
-    ).with_columns((pl.col("gene_idx").list.min() >= 0).alias("known"))
+#: Bits of one (gene, type) slot of a strain key: 16 for gene index + 1, 3 for the type code.
+SLOT_BITS = 19
+MAX_INDEX = (1 << 16) - 2
+#: Keys at or above this mark observations naming a gene outside the index (tag in the low bits).
+UNKNOWN = np.uint64(1 << 63)
+
+
+def encode(obs: pl.LazyFrame, genes: GeneIndex, tag: int = 0) -> pl.LazyFrame:
+    """Replace ``genes``/``types`` by ``key`` (uint64): the strain's (gene index, type) pairs, packed.
+
+    The pairs are sorted by gene index (then type) and packed most significant first,
+    ``SLOT_BITS`` bits each, so integer order is the canonical strain order and equal
+    keys are equal strains. Names are mapped by a join with the index, which streams
+    (a ``replace`` would hold whole columns). An observation naming a gene outside the
+    index gets ``key = UNKNOWN + tag``, so one pass also counts them per input.
+    """
+    if len(genes) > MAX_INDEX:
+        raise ValueError(f"at most {MAX_INDEX} genes fit a strain key, got {len(genes)}")
+    lookup = pl.LazyFrame({"_name": genes.table["id"],
+                           "_idx": pl.Series(np.arange(1, len(genes) + 1, dtype=np.uint64))})
+    lf = obs
+    slots, unknown = [], []
+    for i in range(MAX_GENES):
+        lf = lf.with_columns(pl.col("genes").list.get(i, null_on_oob=True).alias(f"_g{i}"),
+                             pl.col("types").list.get(i, null_on_oob=True).cast(pl.UInt64).alias(f"_t{i}"))
+        lf = lf.join(lookup.rename({"_name": f"_g{i}", "_idx": f"_i{i}"}), on=f"_g{i}", how="left",
+                     maintain_order="left")
+        slots.append(pl.col(f"_i{i}") * 8 + pl.col(f"_t{i}"))  # null where absent
+        unknown.append(pl.col(f"_g{i}").is_not_null() & pl.col(f"_i{i}").is_null())  # a name that did not map
+    packed = pl.concat_list(slots).list.sort(nulls_last=True)  # by gene index (then type), absent last
+    key = pl.lit(0, dtype=pl.UInt64)
+    for i in range(MAX_GENES):
+        key = key * (1 << SLOT_BITS) + packed.list.get(i, null_on_oob=True).fill_null(0)
+    return lf.with_columns(pl.when(pl.any_horizontal(unknown)).then(pl.lit(int(UNKNOWN) + tag, dtype=pl.UInt64))
+                           .otherwise(key).alias("key")).drop(
+        "genes", "types", "n_perturbed", *[f"_{c}{i}" for c in "gti" for i in range(MAX_GENES)])
+
+
+def decode_keys(key: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Gene indices (-1 where absent) and type codes (0) per slot, from packed keys."""
+    gcols, tcols = [], []
+    k = key.astype(np.uint64)
+    for i in range(MAX_GENES):
+        slot = (k >> np.uint64(SLOT_BITS * (MAX_GENES - 1 - i))) & np.uint64((1 << SLOT_BITS) - 1)
+        gcols.append((slot >> np.uint64(3)).astype(np.int64) - 1)
+        tcols.append((slot & np.uint64(7)).astype(np.int64))
+    return gcols, tcols
 
 
 def aggregate(enc: pl.LazyFrame, policy: str = "mean") -> pl.LazyFrame:
-    """One row per strain (``gene_idx``, ``types``) from its replicate observations.
+    """One row per strain ``key`` from its replicate observations.
 
     ``policy="mean"``: each value column ``v`` becomes its mean over replicates,
     ``v_n`` the number of replicates that measured it and ``v_rep_sd`` their
     standard deviation (null below 2). The measurement errors combine as
     ``fitness_std`` = root mean square of the replicates' standard deviations and
     ``interaction_p`` = the largest p-value (conservative). ``policy="first"``
-    keeps the first observation (lowest source row) of each strain.
+    keeps the first observation (lowest source, then source row) of each strain.
     """
-    key = ["gene_idx", "types"]
     if policy == "first":
         first = pl.all().sort_by(["source", "source_row"]).first()
-        return enc.drop("genes").group_by(key).agg(first, pl.len().cast(pl.UInt32).alias("n_rows"))
+        return enc.group_by("key").agg(first, pl.len().cast(pl.UInt32).alias("n_rows"))
     if policy != "mean":
         raise ValueError(f"replicate policy must be 'mean' or 'first', got {policy!r}")
     # order-free aggregates only: the result must not depend on the order rows arrive in
-    aggs: list[pl.Expr] = [pl.col("n_perturbed").first(),
-                           pl.col("source").unique().sort().str.join(",").alias("source"),
+    aggs: list[pl.Expr] = [pl.col("source").unique().sort().str.join(",").alias("source"),
                            pl.col("source_row").min(), pl.col("screen").min()]
     for v in VALUES:
         # float32: published values carry ~4 significant digits; halves memory at 20M rows
@@ -64,42 +104,50 @@ def aggregate(enc: pl.LazyFrame, policy: str = "mean") -> pl.LazyFrame:
     aggs += [pl.col("fitness_std").pow(2).mean().sqrt().cast(pl.Float32).alias("fitness_std"),
              pl.col("interaction_p").max().cast(pl.Float32).alias("interaction_p"),
              pl.len().cast(pl.UInt32).alias("n_rows")]
-    return enc.group_by(key).agg(aggs)
-
-
-def _columns(df: pl.DataFrame, col: str, fill: int) -> list[np.ndarray]:
-    """The k-th element of a list column as arrays, k < MAX_GENES, ``fill`` where absent."""
-    return [df[col].list.get(i, null_on_oob=True).fill_null(fill).to_numpy().astype(np.int64)
-            for i in range(MAX_GENES)]
+    return enc.group_by("key").agg(aggs)
 
 
 def sample_key(gene_cols: list[np.ndarray], type_cols: list[np.ndarray]) -> np.ndarray:
-    """A uint64 per strain from its gene indices and type codes (wrapping mix).
-
-    It seeds the split hashes; two strains sharing a key would only share a draw.
-    """
+    """The packed strain key from per-slot gene indices (-1 absent) and type codes."""
     k = np.zeros(len(gene_cols[0]), dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for g, t in zip(gene_cols, type_cols):
-            k = (k * np.uint64(1 << 21) + (g + 1).astype(np.uint64)) * np.uint64(8) + t.astype(np.uint64)
+    for g, t in zip(gene_cols, type_cols):
+        slot = np.where(g >= 0, (g + 1).astype(np.uint64) * np.uint64(8) + t.astype(np.uint64), np.uint64(0))
+        k = (k << np.uint64(SLOT_BITS)) + slot
     return k
 
 
 def assign_ids_and_splits(samples: pl.DataFrame, n_genes: int, seed: int,
                           fractions: tuple[float, float, float]) -> pl.DataFrame:
-    """Sort samples canonically, number them, and add ``split_<name>`` per split algorithm.
+    """Sort samples canonically, number them, add ``gene_idx``/``types`` lists and ``split_<name>``.
 
-    Canonical order: by number of perturbed genes, then gene indices, then type codes,
-    so sample ids do not depend on input order or on the aggregation's hash order.
+    Canonical order: by number of perturbed genes, then by the packed key (the strain's
+    (gene index, type) pairs, most significant first), so sample ids do not depend on
+    input order or on the aggregation's hash order.
     """
-    sort_cols = [pl.col("gene_idx").list.get(i, null_on_oob=True).fill_null(-1) for i in range(MAX_GENES)]
-    sort_cols += [pl.col("types").list.get(i, null_on_oob=True).fill_null(0) for i in range(MAX_GENES)]
-    df = samples.sort([pl.col("gene_idx").list.len(), *sort_cols])
-    gcols = _columns(df, "gene_idx", -1)
-    key = sample_key(gcols, _columns(df, "types", 0))
+    key = samples["key"].to_numpy()
+    gcols, tcols = decode_keys(key)
+    n = sum((g >= 0).astype(np.uint8) for g in gcols)
+    order = np.lexsort((key, n))
+    key, n = key[order], n[order]
+    gcols, tcols = [g[order] for g in gcols], [t[order] for t in tcols]
     labels = {}
     for name, fn in SPLITS.items():
         kwargs = {"n_genes": n_genes} if name == "gene_holdout" else {}
         labels[f"split_{name}"] = fn(key, gcols, seed, fractions, **kwargs)
-    return df.with_columns(pl.Series("sample_id", np.arange(df.height, dtype=np.int64)),
-                           *[pl.Series(k, v, dtype=pl.UInt8) for k, v in labels.items()])
+    # lists from fixed slots: flatten the present entries, then offsets
+    present = np.stack(gcols, axis=1) >= 0
+    flat_g = np.stack(gcols, axis=1)[present].astype(np.int32)
+    flat_t = np.stack(tcols, axis=1)[present].astype(np.uint8)
+    offsets = np.concatenate([[0], np.cumsum(n.astype(np.int64))])
+    gene_idx = _lists("gene_idx", flat_g, offsets, pl.Int32)
+    types = _lists("types", flat_t, offsets, pl.UInt8)
+    body = samples[pl.Series(order)].drop("key")
+    return pl.DataFrame([pl.Series("sample_id", np.arange(len(key), dtype=np.int64)), gene_idx, types,
+                         pl.Series("n_perturbed", n.astype(np.uint8))]).hstack(body).with_columns(
+        *[pl.Series(k, v, dtype=pl.UInt8) for k, v in labels.items()])
+
+
+def _lists(name: str, flat: np.ndarray, offsets: np.ndarray, dtype: pl.DataType) -> pl.Series:
+    """A list Series from a flat array and offsets, without a Python loop."""
+    arr = pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), pa.array(flat))
+    return pl.Series(name, arr).cast(pl.List(dtype))

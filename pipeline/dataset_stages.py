@@ -18,7 +18,7 @@ import polars as pl
 
 import pipeline
 from pipeline.buildkey import build_key, is_current
-from pipeline.dataset import aggregate, assign_ids_and_splits, encode
+from pipeline.dataset import UNKNOWN, aggregate, assign_ids_and_splits, encode
 from pipeline.errors import SourceMissingError
 from pipeline.registry import DATASETS, SAMPLE_DIR, find_dataset_files
 from pipeline.stores.dataset import FORMAT_VERSION, open_dataset, write_dataset
@@ -64,7 +64,8 @@ def plan_dataset(cfg: Any, graph_store: Path) -> DatasetPlan:
         files, origin = _dataset_files(cfg, name)
         inputs[name] = [describe_input(name, f, origin) for f in files]
     graph_fp = open_graph(graph_store).fingerprint
-    params = {"datasets": names, "replicates": cfg.replicates, "split_seed": cfg.split_seed,
+    params = {"datasets": names, "replicates": cfg.replicates, "on_unknown_allele": cfg.on_unknown_allele,
+              "split_seed": cfg.split_seed,
               "split_fractions": list(cfg.split_fractions), "format_version": FORMAT_VERSION}
     key = build_key({"params": params, "genes": graph_fp, "version": pipeline.__version__,
                      "inputs": {k: [f.sha256 for f in v] for k, v in inputs.items()}})
@@ -77,18 +78,22 @@ def build_dataset(plan: DatasetPlan) -> Path:
     """Read, encode, aggregate, split and publish the dataset; counts go to the log and manifest."""
     t0 = time.perf_counter()
     genes = open_graph(plan.graph_store).genes  # the graph's own index: both artifacts agree by construction
-    frames = [DATASETS[n].reader([Path(f.path) for f in plan.inputs[n]]) for n in plan.names]
-    obs = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    enc = encode(obs, genes)
-    counts_plan = enc.group_by("source").agg(pl.len().alias("rows"),
-                                              (~pl.col("known")).sum().alias("dropped_unknown_gene"))
-    agg_plan = aggregate(enc.filter(pl.col("known")).drop("known", "source_file"), plan.parameters["replicates"])
-    agg, counts = pl.collect_all([agg_plan, counts_plan], engine="streaming")
+    policy = plan.parameters["on_unknown_allele"]
+    reader_stats: dict[str, dict[str, int]] = {n: {} for n in plan.names}
+    frames = [encode(DATASETS[n].reader([Path(f.path) for f in plan.inputs[n]], policy, reader_stats[n]),
+                     genes, tag=i) for i, n in enumerate(plan.names)]
+    enc = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+    agg = aggregate(enc.drop("source_file"), plan.parameters["replicates"]).collect(engine="streaming")
+    unknown = agg.filter(pl.col("key") >= int(UNKNOWN))
+    dropped = dict.fromkeys(plan.names, 0)
+    for k, n_rows in zip(unknown["key"].to_list(), unknown["n_rows"].to_list()):
+        dropped[plan.names[k - int(UNKNOWN)]] += int(n_rows)
+    agg = agg.filter(pl.col("key") < int(UNKNOWN))
     samples = assign_ids_and_splits(agg, len(genes), plan.parameters["split_seed"],
                                     tuple(plan.parameters["split_fractions"]))
-    per_source = {r["source"]: {"rows_read": r["rows"], "dropped_unknown_gene": r["dropped_unknown_gene"]}
-                  for r in counts.sort("source").iter_rows(named=True)}
-    rows_kept = sum(v["rows_read"] - v["dropped_unknown_gene"] for v in per_source.values())
+    del agg
+    per_source = {n: {**reader_stats[n], "dropped_unknown_gene": dropped[n]} for n in plan.names}
+    rows_kept = sum(v.get("rows", 0) - v["dropped_unknown_gene"] for v in per_source.values())
     split_counts = {c: {lab: int((samples[c] == code).sum()) for lab, code in (("train", 0), ("val", 1), ("test", 2))}
                     for c in samples.columns if c.startswith("split_")}
     manifest = {
@@ -101,8 +106,9 @@ def build_dataset(plan: DatasetPlan) -> Path:
                    "merged_replicate_rows": rows_kept - samples.height, "splits": split_counts},
     }
     for src, c in per_source.items():
-        log.info("%s: read %d rows, dropped %d naming a gene outside the gene index", src, c["rows_read"],
-                 c["dropped_unknown_gene"])
+        log.info("%s: read %d rows; skipped %d with an unparseable strain, %d naming a gene outside the gene "
+                 "index; HO marker removed from %d queries", src, c.get("rows_read", 0), c.get("skipped_unparsed", 0),
+                 c["dropped_unknown_gene"], c.get("markers_removed", 0))
     log.info("dataset: %d samples from %d rows (%d replicate rows merged, policy %s); splits %s",
              samples.height, rows_kept, rows_kept - samples.height, plan.parameters["replicates"], split_counts)
     path = write_dataset(plan.store, samples, genes, manifest)
@@ -116,8 +122,8 @@ def summarize_dataset(path: Path) -> str:
     c = m["counts"]
     lines = [f"{path}  samples: {c['samples']:,}" + ("  (SYNTHETIC inputs)" if m.get("synthetic_inputs") else "")]
     for src, v in c["sources"].items():
-        lines.append(f"  {src:14s} rows read {v['rows_read']:>12,}  dropped (gene not in index) "
-                     f"{v['dropped_unknown_gene']:>10,}")
+        lines.append(f"  {src:14s} rows read {v.get('rows_read', 0):>12,}  skipped (strain unparseable) "
+                     f"{v.get('skipped_unparsed', 0):>8,}  (gene not in index) {v['dropped_unknown_gene']:>8,}")
     lines.append(f"  replicate rows merged {c['merged_replicate_rows']:,} (policy {m['parameters']['replicates']})")
     for name, sc in c["splits"].items():
         lines.append(f"  {name:20s} " + "  ".join(f"{k} {sc[k]:,}" for k in ("train", "val", "test")))

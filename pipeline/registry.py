@@ -168,7 +168,8 @@ def find_raw(source: Source, raw: Path) -> Path | None:
 
 # --- phenotype tables (the dataset stage) -------------------------------------------------
 
-DatasetReader = Callable[[list[Path]], "pl.LazyFrame"]  # noqa: F821 - polars imported lazily
+# (files, on_unknown_allele, stats dict to fill) -> observations (pipeline.perturbations.OBSERVATION_SCHEMA)
+DatasetReader = Callable[[list[Path], str, dict], "pl.LazyFrame"]  # noqa: F821 - polars imported lazily
 
 
 @dataclass(frozen=True)
@@ -181,21 +182,23 @@ class DatasetSource:
     description: str = ""
 
 
-def _kuzmin2018(paths: list[Path]):
+def _kuzmin2018(paths: list[Path], on_unknown: str, stats: dict):
+    import polars as pl
+
     from pipeline.sources.kuzmin import scan_kuzmin2018
+    return pl.concat([scan_kuzmin2018(p, on_unknown=on_unknown, stats=stats) for p in paths], how="vertical")
+
+
+def _kuzmin2020(paths: list[Path], on_unknown: str, stats: dict):
     import polars as pl
-    return pl.concat([scan_kuzmin2018(p) for p in paths], how="vertical")
 
-
-def _kuzmin2020(paths: list[Path]):
     from pipeline.sources.kuzmin import read_kuzmin2020
-    import polars as pl
-    return pl.concat([read_kuzmin2020(p) for p in paths], how="vertical")
+    return pl.concat([read_kuzmin2020(p, on_unknown=on_unknown, stats=stats) for p in paths], how="vertical")
 
 
-def _costanzo2016(paths: list[Path]):
+def _costanzo2016(paths: list[Path], on_unknown: str, stats: dict):
     from pipeline.sources.costanzo import scan_costanzo2016
-    return scan_costanzo2016(paths)
+    return scan_costanzo2016(paths, on_unknown=on_unknown, stats=stats)
 
 
 DATASETS: dict[str, DatasetSource] = {d.name: d for d in [

@@ -66,6 +66,7 @@ class BuildConfig:
     embeddings: list[str] = field(default_factory=list)  # NAME=PATH tables of external gene embeddings
     datasets: list[str] = field(default_factory=list)  # phenotype tables for the dataset stage
     replicates: str = "mean"  # replicate policy: mean | first
+    on_unknown_allele: str = "skip"  # a strain id that does not parse: skip (counted) | error
     split_seed: int = 0
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
 

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.dataset import aggregate, assign_ids_and_splits, encode
+from pipeline.dataset import UNKNOWN, aggregate, assign_ids_and_splits, decode_keys, encode
 from pipeline.errors import StoreError
 from pipeline.genes import GeneIndex, conform
 from pipeline.splits.gene_holdout import held_out_genes
@@ -41,14 +41,21 @@ def gene_index():
 
 def build(obs, policy="mean", seed=0):
     enc = encode(obs, gene_index())
-    agg = aggregate(enc.filter(pl.col("known")).drop("known", "source_file"), policy).collect(engine="streaming")
-    return assign_ids_and_splits(agg, len(IDS), seed, (0.8, 0.1, 0.1))
+    agg = aggregate(enc.drop("source_file"), policy).collect(engine="streaming")
+    return assign_ids_and_splits(agg.filter(pl.col("key") < int(UNKNOWN)), len(IDS), seed, (0.8, 0.1, 0.1))
 
 
-def test_encode_marks_unknown_genes():
-    enc = encode(observations(), gene_index()).collect()
-    assert (~enc["known"]).sum() == 1
-    assert enc["gene_idx"][0].to_list() == [IDS.index(g) for g in enc["genes"][0].to_list()]
+def test_encode_packs_strains_and_tags_unknown_genes():
+    obs = observations()
+    enc = encode(obs, gene_index(), tag=7).collect()
+    raw = obs.collect()
+    assert enc.height == raw.height and enc["source_row"].to_list() == raw["source_row"].to_list()
+    assert (enc["key"] >= int(UNKNOWN)).sum() == 1 and enc["key"][5] == int(UNKNOWN) + 7
+    gcols, tcols = decode_keys(enc["key"].to_numpy())
+    for r in (0, 1, 8):
+        want = sorted(zip((IDS.index(g) for g in raw["genes"][r]), raw["types"][r]))
+        got = [(int(g[r]), int(t[r])) for g, t in zip(gcols, tcols) if g[r] >= 0]
+        assert got == want
 
 
 def test_replicates_merge_by_genes_and_types():
@@ -59,7 +66,7 @@ def test_replicates_merge_by_genes_and_types():
     assert df.height == n_distinct
     rep = df.filter(pl.col("n_rows") == 2)
     assert rep.height >= 1
-    g6 = [IDS.index(g) for g in raw["genes"][6].to_list()]
+    g6 = sorted(IDS.index(g) for g in raw["genes"][6].to_list())
     row = df.filter(pl.col("gene_idx") == g6).filter(pl.col("types").list.first() == 1)
     assert row["n_rows"].item() == 2 and row["fitness_n"].item() == 2
     want = raw["fitness"][6:8].mean()
