@@ -40,6 +40,8 @@ UNKNOWN = np.uint64(1 << 63)
 def encode(obs: pl.LazyFrame, genes: GeneIndex, tag: int = 0) -> pl.LazyFrame:
     """Replace ``genes``/``types`` by ``key`` (uint64): the strain's (gene index, type) pairs, packed.
 
+    ``tag`` numbers the input (0..15); ``source`` becomes the bit ``source_bits = 1 << tag``.
+
     The pairs are sorted by gene index (then type) and packed most significant first,
     ``SLOT_BITS`` bits each, so integer order is the canonical strain order and equal
     keys are equal strains. Names are mapped by a join with the index, which streams
@@ -64,8 +66,11 @@ def encode(obs: pl.LazyFrame, genes: GeneIndex, tag: int = 0) -> pl.LazyFrame:
     for i in range(MAX_GENES):
         key = key * (1 << SLOT_BITS) + packed.list.get(i, null_on_oob=True).fill_null(0)
     return lf.with_columns(pl.when(pl.any_horizontal(unknown)).then(pl.lit(int(UNKNOWN) + tag, dtype=pl.UInt64))
-                           .otherwise(key).alias("key")).drop(
-        "genes", "types", "n_perturbed", *[f"_{c}{i}" for c in "gti" for i in range(MAX_GENES)])
+                           .otherwise(key).alias("key"),
+                           pl.lit(1 << tag, dtype=pl.UInt16).alias("source_bits"),  # strings are costly to group
+                           pl.col("screen").cast(pl.Categorical)).drop(
+        "genes", "types", "n_perturbed", "source", "source_file",
+        *[f"_{c}{i}" for c in "gti" for i in range(MAX_GENES)])
 
 
 def decode_keys(key: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -90,13 +95,12 @@ def aggregate(enc: pl.LazyFrame, policy: str = "mean") -> pl.LazyFrame:
     keeps the first observation (lowest source, then source row) of each strain.
     """
     if policy == "first":
-        first = pl.all().sort_by(["source", "source_row"]).first()
+        first = pl.all().sort_by(["source_bits", "source_row"]).first()
         return enc.group_by("key").agg(first, pl.len().cast(pl.UInt32).alias("n_rows"))
     if policy != "mean":
         raise ValueError(f"replicate policy must be 'mean' or 'first', got {policy!r}")
     # order-free aggregates only: the result must not depend on the order rows arrive in
-    aggs: list[pl.Expr] = [pl.col("source").unique().sort().str.join(",").alias("source"),
-                           pl.col("source_row").min(), pl.col("screen").min()]
+    aggs: list[pl.Expr] = [pl.col("source_bits").bitwise_or(), pl.col("source_row").min(), pl.col("screen").min()]
     for v in VALUES:
         # float32: published values carry ~4 significant digits; halves memory at 20M rows
         aggs += [pl.col(v).mean().cast(pl.Float32).alias(v), pl.col(v).count().cast(pl.UInt16).alias(f"{v}_n"),
@@ -117,7 +121,7 @@ def sample_key(gene_cols: list[np.ndarray], type_cols: list[np.ndarray]) -> np.n
 
 
 def assign_ids_and_splits(samples: pl.DataFrame, n_genes: int, seed: int,
-                          fractions: tuple[float, float, float]) -> pl.DataFrame:
+                          fractions: tuple[float, float, float], sources: list[str] | None = None) -> pl.DataFrame:
     """Sort samples canonically, number them, add ``gene_idx``/``types`` lists and ``split_<name>``.
 
     Canonical order: by number of perturbed genes, then by the packed key (the strain's
@@ -142,6 +146,13 @@ def assign_ids_and_splits(samples: pl.DataFrame, n_genes: int, seed: int,
     gene_idx = _lists("gene_idx", flat_g, offsets, pl.Int32)
     types = _lists("types", flat_t, offsets, pl.UInt8)
     body = samples[pl.Series(order)].drop("key")
+    if "source_bits" in body.columns:  # back to names: sorted, comma-joined
+        names = sources or [f"input{i}" for i in range(16)]
+        bits = body["source_bits"].to_numpy()
+        table = {b: ",".join(sorted(n for i, n in enumerate(names) if b >> i & 1)) for b in np.unique(bits).tolist()}
+        body = body.with_columns(pl.Series("source", [table[b] for b in bits.tolist()], dtype=pl.Categorical)
+                                 .cast(pl.String)).drop("source_bits")
+        body = body.select("source", pl.exclude("source"))
     return pl.DataFrame([pl.Series("sample_id", np.arange(len(key), dtype=np.int64)), gene_idx, types,
                          pl.Series("n_perturbed", n.astype(np.uint8))]).hstack(body).with_columns(
         *[pl.Series(k, v, dtype=pl.UInt8) for k, v in labels.items()])

@@ -83,14 +83,14 @@ def build_dataset(plan: DatasetPlan) -> Path:
     frames = [encode(DATASETS[n].reader([Path(f.path) for f in plan.inputs[n]], policy, reader_stats[n]),
                      genes, tag=i) for i, n in enumerate(plan.names)]
     enc = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    agg = aggregate(enc.drop("source_file"), plan.parameters["replicates"]).collect(engine="streaming")
+    agg = aggregate(enc, plan.parameters["replicates"]).collect(engine="streaming")
     unknown = agg.filter(pl.col("key") >= int(UNKNOWN))
     dropped = dict.fromkeys(plan.names, 0)
     for k, n_rows in zip(unknown["key"].to_list(), unknown["n_rows"].to_list()):
         dropped[plan.names[k - int(UNKNOWN)]] += int(n_rows)
     agg = agg.filter(pl.col("key") < int(UNKNOWN))
     samples = assign_ids_and_splits(agg, len(genes), plan.parameters["split_seed"],
-                                    tuple(plan.parameters["split_fractions"]))
+                                    tuple(plan.parameters["split_fractions"]), sources=plan.names)
     del agg
     per_source = {n: {**reader_stats[n], "dropped_unknown_gene": dropped[n]} for n in plan.names}
     rows_kept = sum(v.get("rows", 0) - v["dropped_unknown_gene"] for v in per_source.values())

@@ -41,8 +41,9 @@ def gene_index():
 
 def build(obs, policy="mean", seed=0):
     enc = encode(obs, gene_index())
-    agg = aggregate(enc.drop("source_file"), policy).collect(engine="streaming")
-    return assign_ids_and_splits(agg.filter(pl.col("key") < int(UNKNOWN)), len(IDS), seed, (0.8, 0.1, 0.1))
+    agg = aggregate(enc, policy).collect(engine="streaming")
+    return assign_ids_and_splits(agg.filter(pl.col("key") < int(UNKNOWN)), len(IDS), seed, (0.8, 0.1, 0.1),
+                                 sources=["kuzmin2018"])
 
 
 def test_encode_packs_strains_and_tags_unknown_genes():
