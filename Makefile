@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m pipeline.build --graphs string12
+	$(BIN)/python -m pipeline.build --graphs string12 --dataset kuzmin2018 --dataset costanzo2016
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

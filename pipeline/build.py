@@ -68,14 +68,14 @@ def setup_logging(quiet: bool = False) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.quiet)
-    cfg = BuildConfig(graphs=args.graphs, raw=args.raw, out=args.out, name=args.name, genes=args.genes,
-                      download=args.download, force=args.force, go_max_term_size=args.go_max_term_size,
-                      sequences=args.sequences, added_genes=args.added_genes, embeddings=args.embeddings,
-                      datasets=args.dataset, replicates=args.replicates,
-                      on_unknown_allele=args.on_unknown_allele, split_seed=args.split_seed,
-                      split_fractions=tuple(args.split_fractions))
     t0 = time.perf_counter()
     try:
+        cfg = BuildConfig(graphs=args.graphs, raw=args.raw, out=args.out, name=args.name, genes=args.genes,
+                          download=args.download, force=args.force, go_max_term_size=args.go_max_term_size,
+                          sequences=args.sequences, added_genes=args.added_genes, embeddings=args.embeddings,
+                          datasets=args.dataset, replicates=args.replicates,
+                          on_unknown_allele=args.on_unknown_allele, split_seed=args.split_seed,
+                          split_fractions=tuple(args.split_fractions))
         res = run_build(cfg)
     except (PipelineError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

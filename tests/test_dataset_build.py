@@ -1,0 +1,77 @@
+"""The dataset stage end to end: CLI on the bundled samples, no-op rebuild, bad input, the benchmark."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.build import main
+from pipeline.stores.dataset import open_dataset
+from pipeline.stores.graph import open_graph
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_default_build_with_datasets(tmp_path, capsys):
+    argv = ["--graphs", "string12_fusion", "--dataset", "kuzmin2018", "--dataset", "costanzo2016",
+            "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out"), "-q"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "samples:" in out and "split_gene_holdout" in out
+    ds = open_dataset(tmp_path / "out" / "string12" / "dataset")
+    g = open_graph(tmp_path / "out" / "string12" / "graph.zarr")
+    assert ds.fingerprint == g.fingerprint and ds.gene_ids.tolist() == g.gene_ids.tolist()
+    df = ds.read()
+    m = ds.manifest
+    assert df.height == m["n_samples"] == m["counts"]["samples"]
+    assert m["synthetic_inputs"] is True
+    assert set(m["counts"]["sources"]) == {"kuzmin2018", "costanzo2016"}
+    assert m["counts"]["sources"]["kuzmin2018"]["markers_removed"] > 0
+    assert df["sample_id"].to_list() == list(range(df.height))
+    assert set(df["n_perturbed"].unique().to_list()) <= {1, 2, 3}
+    assert (df["gene_idx"].list.len() == df["n_perturbed"]).all()
+    assert (df["gene_idx"].list.max() < g.n_genes).all() and (df["gene_idx"].list.min() >= 0).all()
+    assert (df["types"].list.len() == df["n_perturbed"]).all()
+    assert set(df["types"].explode().unique().to_list()) <= {1, 2, 3, 4, 5, 6}
+    assert (df["source"].is_in(["kuzmin2018", "costanzo2016", "costanzo2016,kuzmin2018"])).all()
+    # every Kuzmin trigenic row lands in a 3-gene sample; the marker never appears
+    ho = int(np.flatnonzero(g.gene_ids == "YDL227C")[0]) if "YDL227C" in g.gene_ids else -1
+    assert not (df.filter(pl.col("n_perturbed") == 3)["gene_idx"].list.contains(ho)).any()
+    assert m["counts"]["merged_replicate_rows"] == m["counts"]["rows_kept"] - df.height
+    # a second run is a no-op
+    assert main(argv) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_changed_seed_rebuilds_with_other_splits(tmp_path):
+    base = ["--graphs", "string12_fusion", "--dataset", "kuzmin2018", "--raw", str(tmp_path / "raw"),
+            "--out", str(tmp_path / "out"), "-q"]
+    assert main(base) == 0
+    a = open_dataset(tmp_path / "out" / "string12" / "dataset").read()
+    assert main(base + ["--split-seed", "5"]) == 0
+    b = open_dataset(tmp_path / "out" / "string12" / "dataset").read()
+    assert a["sample_id"].equals(b["sample_id"]) and a["gene_idx"].equals(b["gene_idx"])
+    assert not a["split_random"].equals(b["split_random"])
+
+
+def test_unknown_dataset_and_bad_fractions(tmp_path, capsys):
+    assert main(["--graphs", "string12_fusion", "--dataset", "kuzmin2099", "--out", str(tmp_path)]) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+    assert main(["--graphs", "string12_fusion", "--split-fractions", "0.5", "0.5", "0.5", "--out", str(tmp_path)]) == 2
+    assert "split fractions" in capsys.readouterr().err
+
+
+def test_dataset_benchmark_runs(tmp_path):
+    out = tmp_path / "d.json"
+    r = subprocess.run([sys.executable, "-m", "pipeline.bench", "dataset", "--costanzo-scales", "0.001", "0.002",
+                        "--kuzmin-scale", "0.01", "--baseline-rows", "300", "--workdir", str(tmp_path / "wd"),
+                        "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "rows/s" in r.stdout and "baseline" in r.stdout
+    recs = json.loads(out.read_text())
+    names = {x["name"] for x in (recs["records"] if isinstance(recs, dict) else recs)}
+    assert "dataset.kuzmin.rows_per_s" in names
