@@ -18,7 +18,7 @@ import polars as pl
 
 import pipeline
 from pipeline.buildkey import build_key, is_current
-from pipeline.dataset import UNKNOWN, aggregate, assign_ids_and_splits, encode
+from pipeline.dataset import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, encode
 from pipeline.errors import SourceMissingError
 from pipeline.registry import DATASETS, SAMPLE_DIR, find_dataset_files
 from pipeline.stores.dataset import FORMAT_VERSION, open_dataset, write_dataset
@@ -83,7 +83,7 @@ def build_dataset(plan: DatasetPlan) -> Path:
     frames = [encode(DATASETS[n].reader([Path(f.path) for f in plan.inputs[n]], policy, reader_stats[n]),
                      genes, tag=i) for i, n in enumerate(plan.names)]
     enc = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    agg = aggregate(enc, plan.parameters["replicates"]).collect(engine="streaming")
+    agg = aggregate(collect_observations(enc), plan.parameters["replicates"])
     unknown = agg.filter(pl.col("key") >= int(UNKNOWN))
     dropped = dict.fromkeys(plan.names, 0)
     for k, n_rows in zip(unknown["key"].to_list(), unknown["n_rows"].to_list()):

@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.dataset import UNKNOWN, aggregate, assign_ids_and_splits, decode_keys, encode
+from pipeline.dataset import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, decode_keys, encode
 from pipeline.errors import StoreError
 from pipeline.genes import GeneIndex, conform
 from pipeline.splits.gene_holdout import held_out_genes
@@ -41,7 +41,7 @@ def gene_index():
 
 def build(obs, policy="mean", seed=0):
     enc = encode(obs, gene_index())
-    agg = aggregate(enc, policy).collect(engine="streaming")
+    agg = aggregate(collect_observations(enc), policy)
     return assign_ids_and_splits(agg.filter(pl.col("key") < int(UNKNOWN)), len(IDS), seed, (0.8, 0.1, 0.1),
                                  sources=["kuzmin2018"])
 
