@@ -93,7 +93,8 @@ def collect_observations(enc: pl.LazyFrame) -> pl.DataFrame:
     kept aside as the categorical's categories.
     """
     cast = [pl.col(v).cast(pl.Float32) for v in [*VALUES, "fitness_std", "interaction_p"]]
-    return enc.with_columns(*cast, pl.col("source_row").cast(pl.Int32)).collect(engine="streaming")
+    df = enc.with_columns(*cast, pl.col("source_row").cast(pl.Int32)).collect(engine="streaming")
+    return df.rechunk()  # contiguous columns: to_numpy() without copies
 
 
 def _sort_key(key: np.ndarray) -> np.ndarray:
@@ -144,11 +145,15 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     def runs(col: str, ufunc: np.ufunc) -> np.ndarray:
         return ufunc.reduceat(obs[col].to_numpy()[order], starts) if len(starts) else np.zeros(0)
 
-    out["source_bits"] = runs("source_bits", np.bitwise_or).astype(np.uint16)
-    out["source_row"] = runs("source_row", np.minimum).astype(np.int32)
+    # each result becomes a polars Series at once (numpy freed): one column in flight at a time
+    cols: dict[str, pl.Series] = {k: pl.Series(k, v) for k, v in out.items()}
+    del out
+    cols["source_bits"] = pl.Series("source_bits", runs("source_bits", np.bitwise_or).astype(np.uint16))
+    cols["source_row"] = pl.Series("source_row", runs("source_row", np.minimum).astype(np.int32))
     codes = screen.to_physical().fill_null(np.iinfo(np.uint32).max).to_numpy()[order]
     min_code = np.minimum.reduceat(codes, starts) if len(starts) else codes[:0]
-    out["screen"] = pl.Series(min_code, dtype=pl.UInt32).replace(np.iinfo(np.uint32).max, None)
+    cols["screen"] = pl.Series("screen", min_code, dtype=pl.UInt32).replace(np.iinfo(np.uint32).max, None)
+    del codes, min_code
     for v in VALUES:
         x = obs[v].to_numpy()[order].astype(np.float64)
         valid = ~np.isnan(x)
@@ -158,20 +163,24 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
         ss = np.add.reduceat(x * x, starts) if len(starts) else np.zeros(0)
         del x, valid
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[v] = (s / c).astype(np.float32)
+            cols[v] = pl.Series(v, (s / c).astype(np.float32), nan_to_null=True)
             var = (ss - s * s / c) / (c - 1)
-        out[f"{v}_n"] = c.astype(np.uint16)
-        out[f"{v}_rep_sd"] = np.where(c >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan).astype(np.float32)
+        cols[f"{v}_n"] = pl.Series(f"{v}_n", c.astype(np.uint16))
+        cols[f"{v}_rep_sd"] = pl.Series(f"{v}_rep_sd", np.where(c >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
+                                        .astype(np.float32), nan_to_null=True)
+        del s, ss, c, var
     sd = obs["fitness_std"].to_numpy()[order].astype(np.float64)
     ok = ~np.isnan(sd)
     n_sd = np.add.reduceat(ok.astype(np.uint32), starts) if len(starts) else np.zeros(0, np.uint32)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out["fitness_std"] = np.sqrt(np.add.reduceat(np.where(ok, sd * sd, 0.0), starts) / n_sd
-                                     if len(starts) else np.zeros(0)).astype(np.float32)
-    del sd, ok
+        rms = np.sqrt(np.add.reduceat(np.where(ok, sd * sd, 0.0), starts) / n_sd) if len(starts) else np.zeros(0)
+    cols["fitness_std"] = pl.Series("fitness_std", rms.astype(np.float32), nan_to_null=True)
+    del sd, ok, rms
     p = obs["interaction_p"].to_numpy()[order]
-    out["interaction_p"] = (np.fmax.reduceat(p, starts) if len(starts) else p[:0]).astype(np.float32)
-    df = pl.DataFrame(out).with_columns(pl.col(pl.Float32).fill_nan(None))
+    cols["interaction_p"] = pl.Series("interaction_p", (np.fmax.reduceat(p, starts) if len(starts) else p[:0])
+                                      .astype(np.float32), nan_to_null=True)
+    df = pl.DataFrame(list(cols.values()))
+    del cols
     # screen codes back to names (the categorical's categories)
     cats = screen.cat.get_categories() if hasattr(screen.cat, "get_categories") else None
     if cats is None:
