@@ -12,6 +12,15 @@ from typing import Any
 from pipeline.errors import StoreError
 
 
+def sha256_file(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 4 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while b := fh.read(1 << 22):
+            h.update(b)
+    return h.hexdigest()
+
+
 def build_key(spec: dict[str, Any]) -> str:
     """sha256 of ``spec`` as canonical JSON (sorted keys)."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()

@@ -32,7 +32,7 @@ import polars as pl
 import zarr
 
 import pipeline
-from pipeline.buildkey import build_key, is_current
+from pipeline.buildkey import build_key, is_current, sha256_file
 from pipeline.csr import build_csr
 from pipeline.edges import EdgeTable
 from pipeline.errors import SourceFormatError, SourceMissingError
@@ -152,14 +152,6 @@ class LocalRunner:
 
 # --- helpers ---------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while b := fh.read(1 << 22):
-            h.update(b)
-    return h.hexdigest()
-
-
 def _sample_synthetic() -> set[str]:
     """Paths (relative to data/sample) that data/sample/MANIFEST.json marks synthetic."""
     mf = SAMPLE_DIR / "MANIFEST.json"
@@ -176,7 +168,7 @@ def describe_input(role: str, path: Path, origin: str) -> InputFile:
     recs = []
     for f in files:
         rel = f.relative_to(SAMPLE_DIR).as_posix() if origin == "sample" else f.name
-        recs.append({"path": str(f), "sha256": _sha256(f), "bytes": f.stat().st_size,
+        recs.append({"path": str(f), "sha256": sha256_file(f), "bytes": f.stat().st_size,
                      "synthetic": rel in synthetic})
     digest = recs[0]["sha256"] if len(recs) == 1 else hashlib.sha256(
         "".join(r["sha256"] for r in recs).encode()).hexdigest()

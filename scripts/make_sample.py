@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import filecmp
-import hashlib
 import json
 import sys
 import tempfile
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.genes import read_gene_table_tsv  # noqa: E402
+from pipeline.buildkey import sha256_file  # noqa: E402
 from pipeline.registry import SAMPLE_DIR, SOURCES  # noqa: E402
 from pipeline.synth.graph import (STRING_UNION_FULL, SynthSizes, gene_universe, rng_for,  # noqa: E402
                                   write_sources)
@@ -56,10 +56,6 @@ DESCRIPTIONS = {
 }
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def make_sample(out: Path, genes_tsv: Path = SAMPLE_DIR / GENES) -> dict:
     """Write the synthetic sample files and ``MANIFEST.json`` under ``out``; returns the manifest."""
     real = read_gene_table_tsv(genes_tsv)
@@ -71,13 +67,13 @@ def make_sample(out: Path, genes_tsv: Path = SAMPLE_DIR / GENES) -> dict:
     if (out / GENES).exists() or genes_tsv.exists():
         g = out / GENES if (out / GENES).exists() else genes_tsv
         files.append({"path": GENES, "synthetic": False, "generator": "scripts/make_gene_table.py", "seed": None,
-                      "sha256": _sha256(g), "bytes": g.stat().st_size,
+                      "sha256": sha256_file(g), "bytes": g.stat().st_size,
                       "description": f"REAL gene table: {real.height:,} S288C genes (systematic and standard "
                                      "names, coordinates, GO terms) from the R64-2-1 GenBank files"})
     for s in SAMPLE_SOURCES:
         p = out / paths[s]
         files.append({"path": paths[s], "synthetic": True, "generator": GENERATOR, "seed": SEED,
-                      "sha256": _sha256(p), "bytes": p.stat().st_size, "rows": report[s]["rows"],
+                      "sha256": sha256_file(p), "bytes": p.stat().st_size, "rows": report[s]["rows"],
                       "description": "SYNTHETIC " + DESCRIPTIONS[s]})
     # entries of the other generators (gene sequences, phenotype tables) are theirs to keep
     prev = genes_tsv.parent / "MANIFEST.json"

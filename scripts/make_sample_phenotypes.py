@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import filecmp
-import hashlib
 import json
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.buildkey import sha256_file  # noqa: E402
 from pipeline.registry import SAMPLE_DIR  # noqa: E402
 from pipeline.synth.phenotypes import (CostanzoSizes, KuzminSizes, gene_pool, write_costanzo2016,  # noqa: E402
                                        write_kuzmin2018)
@@ -43,10 +43,6 @@ COSTANZO = {k: f"costanzo2016/SGA_{k}.sample.txt" for k in ("ExE", "NxN", "ExN_N
 KUZMIN_SIZES = KuzminSizes(triples=900, digenic=1_400, arrays=40, rescreened=0.1)
 COSTANZO_SIZES = CostanzoSizes.rows_each(1_000, arrays=30)
 MAX_BYTES = 300_000
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def make_samples(out: Path, genes_tsv: Path = SAMPLE_DIR / "genes.tsv") -> list[dict]:
@@ -69,7 +65,7 @@ def make_samples(out: Path, genes_tsv: Path = SAMPLE_DIR / "genes.tsv") -> list[
         if p.stat().st_size > MAX_BYTES:
             raise RuntimeError(f"{p} is {p.stat().st_size:,} bytes, over the {MAX_BYTES:,} allowed for a sample")
         files.append({"path": path, "synthetic": True, "generator": GENERATOR, "seed": SEED,
-                      "sha256": _sha256(p), "bytes": p.stat().st_size, "rows": rows, "description": desc})
+                      "sha256": sha256_file(p), "bytes": p.stat().st_size, "rows": rows, "description": desc})
     return files
 
 
