@@ -150,10 +150,17 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     del out
     cols["source_bits"] = pl.Series("source_bits", runs("source_bits", np.bitwise_or).astype(np.uint16))
     cols["source_row"] = pl.Series("source_row", runs("source_row", np.minimum).astype(np.int32))
-    codes = screen.to_physical().fill_null(np.iinfo(np.uint32).max).to_numpy()[order]
-    min_code = np.minimum.reduceat(codes, starts) if len(starts) else codes[:0]
-    cols["screen"] = pl.Series("screen", min_code, dtype=pl.UInt32).replace(np.iinfo(np.uint32).max, None)
-    del codes, min_code
+    # screens by lexical rank, not by categorical code (codes follow arrival order)
+    names = screen.unique().drop_nulls().sort()
+    none = len(names)
+    lut = np.full(int(names.to_physical().max() or 0) + 2, none, dtype=np.int64)
+    lut[names.to_physical().to_numpy()] = np.arange(len(names))
+    phys = screen.to_physical().fill_null(len(lut) - 1).to_numpy()
+    ranks = lut[phys][order]
+    best = np.minimum.reduceat(ranks, starts) if len(starts) else ranks[:0]
+    label = np.append(names.cast(pl.String).to_numpy(), None)
+    cols["screen"] = pl.Series("screen", label[best], dtype=pl.String)
+    del phys, ranks, best
     for v in VALUES:
         x = obs[v].to_numpy()[order].astype(np.float64)
         valid = ~np.isnan(x)
@@ -181,13 +188,6 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
                                       .astype(np.float32), nan_to_null=True)
     df = pl.DataFrame(list(cols.values()))
     del cols
-    # screen codes back to names (the categorical's categories)
-    cats = screen.cat.get_categories() if hasattr(screen.cat, "get_categories") else None
-    if cats is None:
-        lut = screen.unique().drop_nulls()
-        lut_df = pl.DataFrame({"_code": lut.to_physical(), "_name": lut.cast(pl.String)})
-        df = df.join(lut_df, left_on="screen", right_on="_code", how="left", maintain_order="left")
-        df = df.drop("screen").rename({"_name": "screen"})
     return df
 
 

@@ -114,3 +114,15 @@ def test_store_round_trip_and_incomplete_store(tmp_path):
     (path / "manifest.json").unlink()
     with pytest.raises(StoreError, match="no manifest.json"):
         open_dataset(path)
+
+
+def test_screen_of_replicates_is_the_lexically_smallest_whatever_the_order():
+    base = observations(n=50).collect()
+    base = base.with_columns(pl.Series("screen", ["TSA30" if i % 2 else "DMA26" for i in range(50)]))
+    base = base.with_columns(pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("ZZZ")).otherwise("screen")
+                             .alias("screen"))  # the replicate of row 6 in another screen
+    for seed in (1, 2):
+        df = build(base.sample(fraction=1.0, shuffle=True, seed=seed).lazy())
+        g6 = sorted(IDS.index(g) for g in base["genes"][6].to_list())
+        row = df.filter(pl.col("gene_idx") == g6).filter(pl.col("types").list.first() == 1)
+        assert row["screen"].item() == "DMA26"
