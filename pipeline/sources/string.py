@@ -24,7 +24,7 @@ import polars as pl
 from pipeline.edges import EdgeTable
 from pipeline.errors import SourceFormatError
 from pipeline.genes import GeneIndex
-from pipeline.sources._io import nth_line, read_source_bytes
+from pipeline.sources._io import read_source_bytes
 
 log = logging.getLogger(__name__)
 
