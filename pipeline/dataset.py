@@ -63,10 +63,15 @@ def encode(obs: pl.LazyFrame, genes: GeneIndex, tag: int = 0) -> pl.LazyFrame:
                      maintain_order="left")
         slots.append(pl.col(f"_i{i}") * 8 + pl.col(f"_t{i}"))  # null where absent
         unknown.append(pl.col(f"_g{i}").is_not_null() & pl.col(f"_i{i}").is_null())  # a name that did not map
-    packed = pl.concat_list(slots).list.sort(nulls_last=True)  # by gene index (then type), absent last
+    # sort the MAX_GENES == 3 slots with a min/max network (list sorting is slow per row); absent last
+    big = pl.lit(1 << SLOT_BITS, dtype=pl.UInt64)
+    a, b, c = (x.fill_null(big) for x in slots)
+    lo, hi = pl.min_horizontal(a, b), pl.max_horizontal(a, b)
+    first, rest = pl.min_horizontal(lo, c), pl.max_horizontal(lo, c)
+    second, third = pl.min_horizontal(rest, hi), pl.max_horizontal(rest, hi)
     key = pl.lit(0, dtype=pl.UInt64)
-    for i in range(MAX_GENES):
-        key = key * (1 << SLOT_BITS) + packed.list.get(i, null_on_oob=True).fill_null(0)
+    for x in (first, second, third):
+        key = key * (1 << SLOT_BITS) + pl.when(x == big).then(pl.lit(0, dtype=pl.UInt64)).otherwise(x)
     return lf.with_columns(pl.when(pl.any_horizontal(unknown)).then(pl.lit(int(UNKNOWN) + tag, dtype=pl.UInt64))
                            .otherwise(key).alias("key"),
                            pl.lit(1 << tag, dtype=pl.UInt16).alias("source_bits"),  # strings are costly to group
@@ -78,12 +83,18 @@ def encode(obs: pl.LazyFrame, genes: GeneIndex, tag: int = 0) -> pl.LazyFrame:
 def decode_keys(key: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Gene indices (-1 where absent) and type codes (0) per slot, from packed keys."""
     gcols, tcols = [], []
-    k = key.astype(np.uint64)
+    k = key.astype(np.uint64, copy=False)
     for i in range(MAX_GENES):
-        slot = (k >> np.uint64(SLOT_BITS * (MAX_GENES - 1 - i))) & np.uint64((1 << SLOT_BITS) - 1)
-        gcols.append((slot >> np.uint64(3)).astype(np.int64) - 1)
-        tcols.append((slot & np.uint64(7)).astype(np.int64))
+        slot = ((k >> np.uint64(SLOT_BITS * (MAX_GENES - 1 - i))) & np.uint64((1 << SLOT_BITS) - 1)).astype(np.int32)
+        gcols.append((slot >> 3) - 1)
+        tcols.append(slot & 7)
     return gcols, tcols
+
+
+def _n_genes(key: np.ndarray) -> np.ndarray:
+    """Number of present slots per packed key (uint64)."""
+    mask = np.uint64((1 << SLOT_BITS) - 1)
+    return sum((((key >> np.uint64(SLOT_BITS * i)) & mask) != 0).astype(np.uint64) for i in range(MAX_GENES))
 
 
 def collect_observations(enc: pl.LazyFrame) -> pl.DataFrame:
@@ -99,9 +110,7 @@ def collect_observations(enc: pl.LazyFrame) -> pl.DataFrame:
 
 def _sort_key(key: np.ndarray) -> np.ndarray:
     """Canonical order: number of genes, then the packed key; unknown-gene keys (top bit) last."""
-    gcols, _ = decode_keys(key)
-    n = sum((g >= 0).astype(np.uint64) for g in gcols)
-    return np.where(key >= UNKNOWN, key, (n << np.uint64(58)) | key)
+    return np.where(key >= UNKNOWN, key, (_n_genes(key) << np.uint64(58)) | key)
 
 
 def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
@@ -158,8 +167,9 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     phys = screen.to_physical().fill_null(len(lut) - 1).to_numpy()
     ranks = lut[phys][order]
     best = np.minimum.reduceat(ranks, starts) if len(starts) else ranks[:0]
-    label = np.append(names.cast(pl.String).to_numpy(), None)
-    cols["screen"] = pl.Series("screen", label[best], dtype=pl.String)
+    # rank -> name by a join (no per-row Python strings)
+    rank_names = pl.DataFrame({"r": np.arange(len(names), dtype=np.int64), "screen": names.cast(pl.String)})
+    cols["screen"] = pl.DataFrame({"r": best}).join(rank_names, on="r", how="left", maintain_order="left")["screen"]
     del phys, ranks, best
     for v in VALUES:
         x = obs[v].to_numpy()[order].astype(np.float64)
@@ -211,10 +221,12 @@ def assign_ids_and_splits(samples: pl.DataFrame, n_genes: int, seed: int,
     key = samples["key"].to_numpy()
     gcols, tcols = decode_keys(key)
     n = sum((g >= 0).astype(np.uint8) for g in gcols)
-    order = np.lexsort((key, n))
-    identity = bool(np.all(order == np.arange(len(order))))  # aggregate() already sorted it
-    key, n = key[order], n[order]
-    gcols, tcols = [g[order] for g in gcols], [t[order] for t in tcols]
+    sk = (n.astype(np.uint64) << np.uint64(58)) | key
+    identity = bool(np.all(sk[1:] > sk[:-1])) if len(sk) > 1 else True  # aggregate() sorts already
+    if not identity:
+        order = np.argsort(sk)
+        key, n = key[order], n[order]
+        gcols, tcols = [g[order] for g in gcols], [t[order] for t in tcols]
     labels = {}
     for name, fn in SPLITS.items():
         kwargs = {"n_genes": n_genes} if name == "gene_holdout" else {}
