@@ -151,51 +151,66 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
         out["screen"] = screen[pl.Series(first)]
         return pl.DataFrame(out)
 
-    def runs(col: str, ufunc: np.ufunc) -> np.ndarray:
-        return ufunc.reduceat(obs[col].to_numpy()[order], starts) if len(starts) else np.zeros(0)
+    # Most strains are measured once: their values are copied through; only the rows of
+    # replicated strains are gathered and reduced.
+    run_len = np.diff(np.append(starts, len(order)))
+    first = order[starts]
+    multi = run_len > 1
+    m_rows = order[np.repeat(multi, run_len)]  # rows of replicated strains, grouped by strain
+    m_starts = np.concatenate([[0], np.cumsum(run_len[multi])[:-1]]).astype(np.int64)
+    has_multi = bool(multi.any())
+
+    def reduce(arr: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
+        out = arr[first]
+        if has_multi:
+            out[multi] = ufunc.reduceat(arr[m_rows], m_starts)
+        return out
 
     # each result becomes a polars Series at once (numpy freed): one column in flight at a time
     cols: dict[str, pl.Series] = {k: pl.Series(k, v) for k, v in out.items()}
     del out
-    cols["source_bits"] = pl.Series("source_bits", runs("source_bits", np.bitwise_or).astype(np.uint16))
-    cols["source_row"] = pl.Series("source_row", runs("source_row", np.minimum).astype(np.int32))
+    cols["source_bits"] = pl.Series("source_bits", reduce(obs["source_bits"].to_numpy(), np.bitwise_or))
+    cols["source_row"] = pl.Series("source_row", reduce(obs["source_row"].to_numpy(), np.minimum))
     # screens by lexical rank, not by categorical code (codes follow arrival order)
     names = screen.unique().drop_nulls().sort()
-    none = len(names)
-    lut = np.full(int(names.to_physical().max() or 0) + 2, none, dtype=np.int64)
+    lut = np.full(int(names.to_physical().max() or 0) + 2, len(names), dtype=np.int64)
     lut[names.to_physical().to_numpy()] = np.arange(len(names))
-    phys = screen.to_physical().fill_null(len(lut) - 1).to_numpy()
-    ranks = lut[phys][order]
-    best = np.minimum.reduceat(ranks, starts) if len(starts) else ranks[:0]
+    best = reduce(lut[screen.to_physical().fill_null(len(lut) - 1).to_numpy()], np.minimum)
     # rank -> name by a join (no per-row Python strings)
     rank_names = pl.DataFrame({"r": np.arange(len(names), dtype=np.int64), "screen": names.cast(pl.String)})
     cols["screen"] = pl.DataFrame({"r": best}).join(rank_names, on="r", how="left", maintain_order="left")["screen"]
-    del phys, ranks, best
+    del best
     for v in VALUES:
-        x = obs[v].to_numpy()[order].astype(np.float64)
-        valid = ~np.isnan(x)
-        x[~valid] = 0.0
-        c = np.add.reduceat(valid.astype(np.uint32), starts) if len(starts) else np.zeros(0, np.uint32)
-        s = np.add.reduceat(x, starts) if len(starts) else np.zeros(0)
-        ss = np.add.reduceat(x * x, starts) if len(starts) else np.zeros(0)
-        del x, valid
+        col = obs[v].to_numpy()
+        mean = col[first].astype(np.float32)
+        n = (~np.isnan(mean)).astype(np.uint16)
+        sd = np.full(len(first), np.nan, dtype=np.float32)
+        if has_multi:
+            x = col[m_rows].astype(np.float64)
+            valid = ~np.isnan(x)
+            x[~valid] = 0.0
+            c = np.add.reduceat(valid.astype(np.uint32), m_starts)
+            s1 = np.add.reduceat(x, m_starts)
+            s2 = np.add.reduceat(x * x, m_starts)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean[multi] = s1 / c
+                var = (s2 - s1 * s1 / c) / (c - 1)
+            n[multi] = c
+            sd[multi] = np.where(c >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
+        cols[v] = pl.Series(v, mean, nan_to_null=True)
+        cols[f"{v}_n"] = pl.Series(f"{v}_n", n)
+        cols[f"{v}_rep_sd"] = pl.Series(f"{v}_rep_sd", sd, nan_to_null=True)
+    col = obs["fitness_std"].to_numpy()
+    rms = col[first].astype(np.float32)
+    if has_multi:
+        x = col[m_rows].astype(np.float64)
+        ok = ~np.isnan(x)
         with np.errstate(invalid="ignore", divide="ignore"):
-            cols[v] = pl.Series(v, (s / c).astype(np.float32), nan_to_null=True)
-            var = (ss - s * s / c) / (c - 1)
-        cols[f"{v}_n"] = pl.Series(f"{v}_n", c.astype(np.uint16))
-        cols[f"{v}_rep_sd"] = pl.Series(f"{v}_rep_sd", np.where(c >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
-                                        .astype(np.float32), nan_to_null=True)
-        del s, ss, c, var
-    sd = obs["fitness_std"].to_numpy()[order].astype(np.float64)
-    ok = ~np.isnan(sd)
-    n_sd = np.add.reduceat(ok.astype(np.uint32), starts) if len(starts) else np.zeros(0, np.uint32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rms = np.sqrt(np.add.reduceat(np.where(ok, sd * sd, 0.0), starts) / n_sd) if len(starts) else np.zeros(0)
-    cols["fitness_std"] = pl.Series("fitness_std", rms.astype(np.float32), nan_to_null=True)
-    del sd, ok, rms
-    p = obs["interaction_p"].to_numpy()[order]
-    cols["interaction_p"] = pl.Series("interaction_p", (np.fmax.reduceat(p, starts) if len(starts) else p[:0])
-                                      .astype(np.float32), nan_to_null=True)
+            rms[multi] = np.sqrt(np.add.reduceat(np.where(ok, x * x, 0.0), m_starts)
+                                 / np.add.reduceat(ok.astype(np.uint32), m_starts))
+    cols["fitness_std"] = pl.Series("fitness_std", rms, nan_to_null=True)
+    p = obs["interaction_p"].to_numpy()
+    cols["interaction_p"] = pl.Series("interaction_p", reduce(p, np.fmax).astype(np.float32), nan_to_null=True)
     df = pl.DataFrame(list(cols.values()))
     del cols
     return df
