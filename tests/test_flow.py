@@ -104,6 +104,27 @@ def test_flow_failure_names_the_problem(tmp_path: Path) -> None:
         state.result()
 
 
+@harness
+def test_flow_runs_the_dataset_stage_like_the_cli(tmp_path: Path) -> None:
+    """The flow's dataset stage is the CLI's: same samples and splits from the bundled samples."""
+    import polars as pl
+
+    from pipeline.stores.dataset import open_dataset
+
+    kw = {"graphs": ["string12_fusion"], "raw": str(tmp_path / "raw"), "datasets": ["kuzmin2018"]}
+    state = build_graph(out=str(tmp_path / "flow"), return_state=True, **kw)
+    assert state.is_completed()
+    runs = _task_runs(state.state_details.flow_run_id)
+    assert {"plan_dataset", "build_dataset"} <= {r.name.rsplit("-", 1)[0] for r in runs}
+    assert main(["--graphs", "string12_fusion", "--raw", kw["raw"], "--out", str(tmp_path / "cli"),
+                 "--dataset", "kuzmin2018", "-q"]) == 0
+    a = open_dataset(tmp_path / "flow" / "string12" / "dataset").read()
+    b = open_dataset(tmp_path / "cli" / "string12" / "dataset").read()
+    assert a.height > 0
+    cols = ["sample_id", "gene_idx", "types", "fitness", "split_random", "split_gene_holdout"]
+    assert a.select(cols).equals(b.select(cols))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
