@@ -107,8 +107,6 @@ def test_flow_failure_names_the_problem(tmp_path: Path) -> None:
 @harness
 def test_flow_runs_the_dataset_stage_like_the_cli(tmp_path: Path) -> None:
     """The flow's dataset stage is the CLI's: same samples and splits from the bundled samples."""
-    import polars as pl
-
     from pipeline.stores.dataset import open_dataset
 
     kw = {"graphs": ["string12_fusion"], "raw": str(tmp_path / "raw"), "datasets": ["kuzmin2018"]}
