@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +62,6 @@ def normalise_chromosome(raw: str) -> str | None:
     if s in _CHROM_ALIASES:
         return _CHROM_ALIASES[s]
     return _CHROM_ALIASES.get(low)
-
-
-def empty_gene_table() -> pl.DataFrame:
-    return pl.DataFrame(schema=GENE_SCHEMA)
 
 
 def conform(df: pl.DataFrame) -> pl.DataFrame:
@@ -148,6 +145,7 @@ class GeneIndex:
         out = s.join(self._lookup, on="key", how="left", maintain_order="left")["idx"]
         return out.fill_null(-1).to_numpy().astype(np.int32, copy=False)
 
+    @cached_property
     def name_map(self) -> pl.DataFrame:
         """(key, idx) for systematic names, standard names and aliases, upper-cased.
 
@@ -168,7 +166,7 @@ class GeneIndex:
     def lookup_names(self, names: pl.Series) -> np.ndarray:
         """Like :meth:`lookup` but also accepts standard names and aliases (case-insensitive)."""
         s = pl.DataFrame({"key": names.cast(pl.String).str.to_uppercase()})
-        out = s.join(self.name_map(), on="key", how="left", maintain_order="left")["idx"]
+        out = s.join(self.name_map, on="key", how="left", maintain_order="left")["idx"]
         return out.fill_null(-1).to_numpy().astype(np.int32, copy=False)
 
 

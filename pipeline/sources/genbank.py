@@ -156,15 +156,21 @@ def _unquote(v: str) -> str:
     return v.replace('""', '"')
 
 
-def _read_one(path: Path, genes: dict[str, dict]) -> None:
-    """Add the CDS genes of one file to ``genes`` (locus tag -> row), merging repeats."""
+def load_lines(path: Path, expected: str) -> tuple[bytes, list[str]]:
+    """A GenBank file's bytes and its lines (no line ends); an empty file is an error."""
     data = read_source_bytes(path, desc=f"genbank {path.name}")
     text = data.decode("utf-8", "replace")
     if not text.strip():
-        raise SourceFormatError(path, None, "a GenBank flat file (LOCUS ... FEATURES ... //)", "an empty file")
+        raise SourceFormatError(path, None, expected, "an empty file")
     lines = text.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    return data, lines
+
+
+def _read_one(path: Path, genes: dict[str, dict]) -> None:
+    """Add the CDS genes of one file to ``genes`` (locus tag -> row), merging repeats."""
+    _, lines = load_lines(path, "a GenBank flat file (LOCUS ... FEATURES ... //)")
     m = _CHR_FILE.search(path.name)
     fallback = normalise_chromosome(m.group(0)) if m else None
     record_chrom: dict[int, str | None] = {}

@@ -48,7 +48,7 @@ from pipeline.genes import GeneIndex
 from pipeline.sources._io import line_of_offset, read_source_bytes
 # The feature-table state machine (multi-line quoted values, wrapped locations) is the gene
 # reader's; sharing it keeps one GenBank grammar in the package.
-from pipeline.sources.genbank import _expand, _features, _unquote
+from pipeline.sources.genbank import _expand, _features, _unquote, load_lines
 
 log = logging.getLogger(__name__)
 
@@ -233,13 +233,7 @@ def _origins(path: Path, data: bytes) -> dict[int, str]:
 
 
 def _read_genbank_one(path: Path, out: dict[str, str | None], dup: list[str]) -> None:
-    data = read_source_bytes(path, desc=f"genbank {path.name}")
-    text = data.decode("utf-8", "replace")
-    if not text.strip():
-        raise SourceFormatError(path, None, "a GenBank flat file (LOCUS ... FEATURES ... ORIGIN ... //)", "an empty file")
-    lines = text.replace("\r\n", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    data, lines = load_lines(path, "a GenBank flat file (LOCUS ... FEATURES ... ORIGIN ... //)")
     # the feature pass checks the record frame (LOCUS, FEATURES, //) before sequences are cut
     cds = [(record, feat) for record, feat in _features(path, lines) if feat.key == "CDS"]
     origins = _origins(path, data.replace(b"\r\n", b"\n"))

@@ -27,7 +27,6 @@ The manifest is written last; a group without it is not a graph store.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -286,7 +285,3 @@ def open_graph(path: str | Path) -> GraphStore:
         raise StoreError(f"{path}: format version {attrs.get('format_version')}, this code reads "
                          f"{FORMAT_VERSION}; rebuild it")
     return GraphStore(path, root)
-
-
-def manifest_json(store: GraphStore) -> str:
-    return json.dumps(store.manifest, indent=2, sort_keys=True)
