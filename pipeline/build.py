@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import PipelineError
 from pipeline.dataset_stages import summarize_dataset
@@ -55,8 +56,56 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the split assignment (default: 0)")
     p.add_argument("--split-fractions", type=float, nargs=3, default=[0.8, 0.1, 0.1],
                    metavar=("TRAIN", "VAL", "TEST"), help="expected split fractions (default: 0.8 0.1 0.1)")
+    g = p.add_argument_group("precompute (needs --dataset)")
+    g.add_argument("--precompute", metavar="ART[,ART]",
+                   help="precompute per-sample artifacts: masks, khop, adjacency-rows (comma-separated)")
+    g.add_argument("--khop", default="1,2,3", metavar="K[,K]", help="hop counts of the k-hop sets (default: 1,2,3)")
+    g.add_argument("--khop-mode", default="per_type", metavar="MODE[,MODE]",
+                   help="per_type (union of per-edge-type k-hop sets, the reference) and/or union "
+                        "(k-hop over the union graph) (default: per_type)")
+    g.add_argument("--mask-types", default="deletion,temperature_sensitive,knockdown,suppressor",
+                   metavar="TYPE[,TYPE]", help="perturbation types that remove a gene (node mask 0)")
+    g.add_argument("--dense-edge-masks", action="store_true",
+                   help="also write dense uint8 [samples, edges] edge masks per edge type (large)")
+    g.add_argument("--lmdb", action="store_true", help="also write per-sample records to OUT/NAME/records.lmdb")
+    g.add_argument("--chunk-samples", type=int, default=4096,
+                   help="samples per chunk task and shard (a power of two, default 4096)")
+    g.add_argument("--adjacency-graphs", metavar="TYPE[,TYPE]", help="edge types to sample rows of (default: all)")
+    g.add_argument("--adjacency-epochs", type=int, default=1, help="epochs of sampled rows (default: 1)")
+    g.add_argument("--adjacency-steps", type=int,
+                   help="training steps per epoch (default: train samples / --adjacency-batch-size)")
+    g.add_argument("--adjacency-batch-size", type=int, default=64, help="batch size that sets the default steps")
+    g.add_argument("--adjacency-rows", type=int, default=256, help="rows sampled per graph and step (default: 256)")
+    g.add_argument("--adjacency-negatives", type=int, default=64, help="negative columns per row (default: 64)")
+    g.add_argument("--adjacency-sampling", choices=["uniform", "degree"], default="uniform",
+                   help="row sampling: uniform or proportional to degree (default: uniform)")
+    g.add_argument("--adjacency-seed", type=int, default=0, help="seed of the row and negative sampling")
+    g.add_argument("--dask-address", help="scheduler of an existing dask cluster (default: a new LocalCluster)")
+    g.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return p
+
+
+def precompute_config(args: argparse.Namespace) -> Any:
+    """The PrecomputeConfig of the CLI options, or None without --precompute."""
+    if not args.precompute:
+        return None
+    from pipeline.perturbations import CODES
+    from pipeline.precompute import PrecomputeConfig
+
+    split = lambda s: [x.strip() for x in s.split(",") if x.strip()]  # noqa: E731
+    unknown = [t for t in split(args.mask_types) if t not in CODES]
+    if unknown:
+        raise ValueError(f"--mask-types: unknown {unknown}; known: {', '.join(CODES)}")
+    return PrecomputeConfig(
+        artifacts=split(args.precompute), khop=tuple(int(k) for k in split(args.khop)),
+        khop_modes=tuple(split(args.khop_mode)), removing_types=tuple(CODES[t] for t in split(args.mask_types)),
+        dense_edge_masks=args.dense_edge_masks, lmdb=args.lmdb, chunk_samples=args.chunk_samples,
+        adjacency_graphs=split(args.adjacency_graphs) if args.adjacency_graphs else None,
+        adjacency_epochs=args.adjacency_epochs, adjacency_steps=args.adjacency_steps,
+        adjacency_batch_size=args.adjacency_batch_size, adjacency_rows=args.adjacency_rows,
+        adjacency_negatives=args.adjacency_negatives, adjacency_sampling=args.adjacency_sampling,
+        adjacency_seed=args.adjacency_seed, dask_address=args.dask_address, workers=args.workers)
 
 
 def setup_logging(quiet: bool = False) -> None:
@@ -75,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                           sequences=args.sequences, added_genes=args.added_genes, embeddings=args.embeddings,
                           datasets=args.dataset, replicates=args.replicates,
                           on_unknown_allele=args.on_unknown_allele, split_seed=args.split_seed,
-                          split_fractions=tuple(args.split_fractions))
+                          split_fractions=tuple(args.split_fractions), precompute=precompute_config(args))
         res = run_build(cfg)
     except (PipelineError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -85,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     if res.dataset is not None:
         print(summarize_dataset(res.dataset))
         print(f"{'built' if res.dataset_built else 'up to date'}: {res.dataset}")
+    if res.precomputed is not None:
+        from pipeline.precompute import summarize_precompute
+        print(summarize_precompute(res.precomputed))
+        print(f"{'built' if res.precomputed_built else 'up to date'}: {res.precomputed}")
     print(f"done in {time.perf_counter() - t0:.1f}s")
     return 0
 

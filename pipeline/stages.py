@@ -69,6 +69,7 @@ class BuildConfig:
     on_unknown_allele: str = "skip"  # a strain id that does not parse: skip (counted) | error
     split_seed: int = 0
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    precompute: Any = None  # a pipeline.precompute.PrecomputeConfig: masks, k-hop sets, adjacency rows
 
     def __post_init__(self) -> None:
         self.raw, self.out = Path(self.raw), Path(self.out)
@@ -503,6 +504,8 @@ class BuildResult:
     graph_built: bool
     dataset: Path | None = None
     dataset_built: bool = False
+    precomputed: Path | None = None
+    precomputed_built: bool = False
 
 
 def run_build(cfg: BuildConfig, run: Runner | None = None) -> BuildResult:
@@ -519,4 +522,15 @@ def run_build(cfg: BuildConfig, run: Runner | None = None) -> BuildResult:
             result.dataset = dplan.store
         else:
             result.dataset, result.dataset_built = run(build_dataset, dplan), True
+    if cfg.precompute is not None:
+        from pipeline.precompute import plan_precompute, run_precompute
+
+        if result.dataset is None:
+            raise ValueError("--precompute needs the perturbation dataset: add --dataset NAME")
+        pplan = run(plan_precompute, cfg.precompute, graph, result.dataset, cfg.force)
+        if pplan.up_to_date:
+            log.info("%s is up to date (build key %s): nothing to do", pplan.store, pplan.key[:12])
+            result.precomputed = pplan.store
+        else:
+            result.precomputed, result.precomputed_built = run_precompute(pplan, run), True
     return result

@@ -1,0 +1,651 @@
+"""The precompute stage: (graph store, dataset) -> per-sample masks, k-hop sets, adjacency rows.
+
+Stage functions, sequenced by :func:`pipeline.stages.run_build` for the CLI and the
+Prefect flow alike:
+
+``plan_precompute`` (parameters, build key, is the published store current?)
+-> ``prepare_precompute`` (a staging store beside the final one: the perturbation
+CSR, the node-mask flips, the per-gene k-hop sets and every empty array; or the
+staging store of an interrupted run with the same key, which is resumed)
+-> ``run_precompute_tasks`` (the missing chunk tasks, then a verification task per
+chunk, on ``dask.distributed``: a LocalCluster by default, ``dask_address`` for an
+existing scheduler) -> ``write_records`` (the LMDB layout, on request; resumable per
+chunk) -> ``publish_precompute`` (manifest with every chunk's checksums, atomic rename).
+
+Each chunk task writes whole shards only and then an atomic marker file; a killed
+run leaves markers for exactly the chunks that are complete, and the next run with
+the same parameters computes only the others. Nothing is visible under the final
+name before every chunk is present and verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+import pipeline
+from pipeline.buildkey import build_key, is_current
+from pipeline.errors import StoreError
+from pipeline.khop import MODES, gene_khop_bits, n_bytes, sample_bits
+from pipeline.masks import REMOVING_TYPES, dense_from_positions, node_base, node_mask_flips, removed_edges, removed_genes
+from pipeline.stores.atomic import discard, publish_dir
+from pipeline.stores.dataset import open_dataset
+from pipeline.stores.graph import CHUNK_ELEMS, open_graph
+from pipeline.stores.precomputed import (BITS_CODEC, FORMAT, FORMAT_VERSION, IDS_CODEC, MASK_CODEC, PROGRESS,
+                                         SHARD_BYTES, INNER_BYTES, _pow2_floor, create_chunked_csr, create_rows,
+                                         digest, open_precomputed, read_chunked_csr, read_markers, write_chunked_csr,
+                                         write_marker)
+
+log = logging.getLogger("pipeline.precompute")
+
+ARTIFACTS = ("masks", "khop", "adjacency-rows")
+
+
+@dataclass
+class PrecomputeConfig:
+    """What to precompute and how; every field is a CLI option of ``python -m pipeline.build``."""
+
+    artifacts: list[str] = field(default_factory=lambda: list(ARTIFACTS))
+    khop: tuple[int, ...] = (1, 2, 3)
+    khop_modes: tuple[str, ...] = ("per_type",)
+    removing_types: tuple[int, ...] = REMOVING_TYPES
+    dense_edge_masks: bool = False
+    lmdb: bool = False
+    chunk_samples: int = 4096
+    adjacency_graphs: list[str] | None = None  # None: every edge type
+    adjacency_epochs: int = 1
+    adjacency_steps: int | None = None  # None: ceil(train samples / adjacency_batch_size)
+    adjacency_batch_size: int = 64
+    adjacency_rows: int = 256
+    adjacency_negatives: int = 64
+    adjacency_sampling: str = "uniform"
+    adjacency_seed: int = 0
+    dask_address: str | None = None  # None: a LocalCluster of `workers` processes
+    workers: int | None = None
+    dask_processes: bool = True  # False: a LocalCluster of threads in this process (small runs, tests)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.artifacts, str):
+            self.artifacts = [a for a in self.artifacts.split(",") if a]
+        bad = [a for a in self.artifacts if a not in ARTIFACTS]
+        if bad:
+            raise ValueError(f"--precompute: unknown artifact(s) {bad}; known: {', '.join(ARTIFACTS)}")
+        self.khop = tuple(sorted({int(k) for k in self.khop}))
+        if not self.khop or self.khop[0] < 1:
+            raise ValueError(f"--khop: hop counts must be >= 1, got {self.khop}")
+        self.khop_modes = tuple(dict.fromkeys(self.khop_modes))
+        bad = [m for m in self.khop_modes if m not in MODES]
+        if bad:
+            raise ValueError(f"--khop-mode: unknown {bad}; known: {', '.join(MODES)}")
+        c = int(self.chunk_samples)
+        if c < 64 or c & (c - 1):
+            raise ValueError(f"--chunk-samples must be a power of two >= 64, got {c}")
+        if self.adjacency_sampling not in ("uniform", "degree"):
+            raise ValueError(f"--adjacency-sampling: expected uniform or degree, got {self.adjacency_sampling!r}")
+        for name in ("adjacency_epochs", "adjacency_rows", "adjacency_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.adjacency_negatives < 0 or (self.adjacency_steps is not None and self.adjacency_steps < 1):
+            raise ValueError("--adjacency-negatives must be >= 0 and --adjacency-steps >= 1")
+        self.removing_types = tuple(int(t) for t in self.removing_types)
+
+
+@dataclass
+class PrecomputePlan:
+    config: PrecomputeConfig
+    graph_store: Path
+    dataset_store: Path
+    store: Path
+    records: Path | None
+    staging: Path
+    records_staging: Path | None
+    parameters: dict[str, Any]
+    key: str
+    n_samples: int
+    n_chunks: int
+    up_to_date: bool
+
+
+def _staging_path(final: Path, key: str) -> Path:
+    # deterministic (unlike pipeline.stores.atomic.staging_dir): a rerun with the same key resumes it
+    return final.parent / f".{final.name}.partial-{key[:16]}"
+
+
+def plan_precompute(cfg: PrecomputeConfig, graph_store: Path, dataset_store: Path, force: bool = False) -> PrecomputePlan:
+    """Resolve parameters against the graph and dataset; the store is current if its key matches."""
+    graph = open_graph(graph_store)
+    ds = open_dataset(dataset_store)
+    if ds.fingerprint != graph.fingerprint:
+        raise StoreError(f"{dataset_store}: dataset built over another gene index than {graph_store} "
+                         f"({ds.fingerprint[:12]} vs {graph.fingerprint[:12]}); rebuild the dataset")
+    n = int(ds.manifest["n_samples"])
+    types = graph.edge_types
+    adj_graphs = list(cfg.adjacency_graphs or types)
+    unknown = [t for t in adj_graphs if t not in types]
+    if unknown:
+        raise ValueError(f"--adjacency-graphs: {unknown} not in the graph; it has {types}")
+    steps = cfg.adjacency_steps
+    if steps is None:
+        n_train = int(ds.manifest.get("counts", {}).get("split_random", {}).get("train", n) or n)
+        steps = max(1, math.ceil(n_train / cfg.adjacency_batch_size))
+    params: dict[str, Any] = {
+        "artifacts": [a for a in ARTIFACTS if a in cfg.artifacts], "chunk_samples": cfg.chunk_samples,
+        "removing_types": list(cfg.removing_types), "edge_types": types, "format_version": FORMAT_VERSION}
+    if "masks" in cfg.artifacts:
+        params["dense_edge_masks"] = cfg.dense_edge_masks
+    if "khop" in cfg.artifacts:
+        params.update(khop=list(cfg.khop), khop_modes=list(cfg.khop_modes), khop_flow="source_to_target")
+    if "adjacency-rows" in cfg.artifacts:
+        params["adjacency"] = {"graphs": adj_graphs, "epochs": cfg.adjacency_epochs, "steps": steps,
+                               "rows": cfg.adjacency_rows, "negatives": cfg.adjacency_negatives,
+                               "sampling": cfg.adjacency_sampling, "seed": cfg.adjacency_seed,
+                               "batch_size": cfg.adjacency_batch_size}
+    params["lmdb"] = cfg.lmdb
+    edge_fps = {t: graph.edge_attrs(t)["fingerprint"] for t in types}
+    key = build_key({"params": params, "genes": graph.fingerprint, "edges": edge_fps,
+                     "dataset": ds.manifest.get("build_key"), "version": pipeline.__version__})
+    store = graph_store.parent / "precomputed.zarr"
+    records = graph_store.parent / "records.lmdb" if cfg.lmdb else None
+    current = is_current(store, key, lambda p: open_precomputed(p).manifest, force)
+    if current and records is not None:
+        from pipeline.stores.records import open_records
+        try:
+            current = open_records(records).manifest.get("build_key") == key
+        except StoreError:
+            current = False
+    return PrecomputePlan(cfg, graph_store, dataset_store, store, records, _staging_path(store, key),
+                          _staging_path(records, key) if records else None, params, key, n,
+                          max(1, math.ceil(n / cfg.chunk_samples)), current)
+
+
+# --- prepare -----------------------------------------------------------------------------
+
+def _put(group: zarr.Group, name: str, data: np.ndarray, codec: Any = IDS_CODEC) -> None:
+    arr = group.create_array(name, shape=data.shape, dtype=data.dtype,
+                             chunks=(max(1, min(len(data), CHUNK_ELEMS)),) + data.shape[1:], compressors=codec)
+    if data.size:
+        arr[...] = data
+
+
+def _sample_csr(dataset_store: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    df = open_dataset(dataset_store).scan().select("sample_id", "gene_idx", "types").collect()
+    sid = df["sample_id"].to_numpy()
+    if not np.array_equal(sid, np.arange(len(sid))):
+        raise StoreError(f"{dataset_store}: sample ids are not 0..n-1 in order; rebuild the dataset")
+    lens = df["gene_idx"].list.len().to_numpy().astype(np.int64)
+    ptr = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=ptr[1:])
+    genes = df["gene_idx"].explode().to_numpy().astype(np.int32) if ptr[-1] else np.zeros(0, np.int32)
+    types = df["types"].explode().to_numpy().astype(np.uint8) if ptr[-1] else np.zeros(0, np.uint8)
+    return ptr, genes, types
+
+
+def _chunk_caps(inc_ptr: np.ndarray, r_ptr: np.ndarray, r_genes: np.ndarray, chunk: int) -> int:
+    """An upper bound of removed edge ids in any chunk: the sum of the removed genes' incidence lengths."""
+    per_gene = np.diff(inc_ptr)[r_genes]
+    per_sample = np.add.reduceat(per_gene, np.minimum(r_ptr[:-1], max(len(per_gene) - 1, 0))) if len(per_gene) \
+        else np.zeros(len(r_ptr) - 1, np.int64)
+    per_sample = np.where(np.diff(r_ptr) > 0, per_sample, 0)
+    n = len(per_sample)
+    pad = (-n) % chunk
+    return int(np.pad(per_sample, (0, pad)).reshape(-1, chunk).sum(axis=1).max()) if n else 0
+
+
+def _adjacency_layout(steps: int, rows: int, negatives: int) -> tuple[int, int]:
+    """(steps per inner chunk, steps per shard) of the negatives array; shards never span epochs."""
+    per_step = max(1, rows * max(negatives, 1) * 4)
+    inner = max(1, min(_pow2_floor(max(1, INNER_BYTES // per_step)), _pow2_floor(steps)))
+    shard = inner * max(1, min(math.ceil(steps / inner), SHARD_BYTES // (inner * per_step)))
+    return inner, shard
+
+
+def prepare_precompute(plan: PrecomputePlan) -> Path:
+    """Create the staging store (or find the one an interrupted run left with the same key)."""
+    st = plan.staging
+    if (st / PROGRESS / "prepared.json").is_file():
+        done = len(read_markers(st, "samples-")) + len(read_markers(st, "adjacency-"))
+        log.info("resuming %s: %d task(s) already complete", st, done)
+        return st
+    for p in plan.store.parent.glob(f".{plan.store.name}.partial-*"):  # other keys, or an unprepared one
+        shutil.rmtree(p, ignore_errors=True)
+    for p in plan.store.parent.glob(f".{plan.store.name}.tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    t0 = time.perf_counter()
+    cfg, params = plan.config, plan.parameters
+    graph = open_graph(plan.graph_store)
+    n_genes = graph.n_genes
+    added = graph.added
+    ptr, genes, types = _sample_csr(plan.dataset_store)
+    root = zarr.open_group(str(st), mode="w", zarr_format=3)
+    root.attrs.update({"format": FORMAT + ".partial", "key": plan.key})
+    pg = root.create_group("perturbation")
+    _put(pg, "indptr", ptr)
+    _put(pg, "genes", genes)
+    _put(pg, "types", types)
+    n, C = plan.n_samples, cfg.chunk_samples
+    if "masks" in cfg.artifacts:
+        ng = root.create_group("node_mask")
+        _put(ng, "base", node_base(added))
+        fptr, fgenes = node_mask_flips(ptr, genes, types, added, cfg.removing_types)
+        _put(ng, "indptr", fptr)
+        _put(ng, "genes", fgenes)
+        create_rows(ng, "dense", n, n_genes, np.uint8, C, MASK_CODEC)
+        rptr, rgenes = removed_genes(ptr, genes, types, added, cfg.removing_types)
+        eg = root.create_group("edge_mask")
+        for t in graph.edge_types:
+            inc_ptr, _ = graph.incidence(t)
+            g = create_chunked_csr(eg, t, plan.n_chunks, C, _chunk_caps(inc_ptr, rptr, rgenes, C))
+            nnz = int(graph.edge_attrs(t)["nnz"])
+            g.attrs.update({"nnz": nnz})
+            if cfg.dense_edge_masks:
+                create_rows(g, "dense", n, nnz, np.uint8, C, MASK_CODEC)
+    if "khop" in cfg.artifacts:
+        csrs = [graph.csr(t) for t in graph.edge_types]
+        kg, sg = root.create_group("khop_genes"), root.create_group("khop")
+        for mode in cfg.khop_modes:
+            bits = gene_khop_bits(csrs, n_genes, cfg.khop, mode)
+            kgm, sgm = kg.create_group(mode), sg.create_group(mode)
+            for k, b in bits.items():
+                _put(kgm, f"k{k}", b, BITS_CODEC)
+                create_rows(sgm, f"k{k}", n, n_bytes(n_genes), np.uint8, C, BITS_CODEC)
+            log.info("k-hop (%s): per-gene sets for k=%s; mean size %s", mode, list(bits),
+                     [round(float(np.unpackbits(b, axis=1).sum(axis=1).mean()), 1) for b in bits.values()])
+    if "adjacency-rows" in cfg.artifacts:
+        a = params["adjacency"]
+        ag = root.create_group("adjacency")
+        _put(ag, "valid", (~added).astype(np.uint8))
+        inner, shard = _adjacency_layout(a["steps"], a["rows"], a["negatives"])
+        for t in a["graphs"]:
+            g = ag.create_group(t)
+            g.create_array("rows", shape=(a["epochs"], a["steps"], a["rows"]), dtype=np.int32,
+                           chunks=(1, shard, a["rows"]), compressors=IDS_CODEC, fill_value=-1)
+            g.create_array("negatives", shape=(a["epochs"], a["steps"], a["rows"], a["negatives"]), dtype=np.int32,
+                           chunks=(1, inner, a["rows"], max(a["negatives"], 1)),
+                           shards=(1, shard, a["rows"], max(a["negatives"], 1)), compressors=IDS_CODEC,
+                           fill_value=-1)
+        root["adjacency"].attrs.update({"steps_per_shard": shard})
+    write_marker(st, "prepared", {"key": plan.key, "seconds": round(time.perf_counter() - t0, 3)})
+    log.info("prepared %s: %d samples in %d chunk(s) of %d (%.2fs)", st, n, plan.n_chunks, C,
+             time.perf_counter() - t0)
+    return st
+
+
+# --- tasks (run on dask workers) -------------------------------------------------------------
+
+@dataclass
+class _Context:
+    """What every chunk task of one store needs; loaded once per worker process."""
+
+    n_genes: int
+    added: np.ndarray
+    base: np.ndarray
+    incidence: dict[str, tuple[np.ndarray, np.ndarray]]
+    nnz: dict[str, int]
+    gene_bits: dict[tuple[str, int], np.ndarray]
+
+
+def tune_malloc() -> None:
+    """Keep freed memory in the process (glibc): chunk tasks allocate and free ~100 MB arrays, and
+    returning them to the OS each time (dask's nannies set MALLOC_TRIM_THRESHOLD_=64k) made
+    every task pay its page faults again; measured 2x slower per chunk."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_trim_threshold, 1 << 30)
+    libc.mallopt(m_mmap_threshold, 1 << 30)
+
+
+@lru_cache(maxsize=2)
+def _context(staging: str, graph_store: str, key: str) -> _Context:
+    tune_malloc()
+    graph = open_graph(graph_store)
+    root = zarr.open_group(staging, mode="r")
+    inc, nnz = {}, {}
+    if "edge_mask" in root:
+        for t in graph.edge_types:
+            ip, ids = graph.incidence(t)
+            inc[t] = (ip, ids.astype(np.int64))  # widened once: removed_edges builds int64 keys from it
+            nnz[t] = int(graph.edge_attrs(t)["nnz"])
+    bits = {}
+    if "khop_genes" in root:
+        for mode, g in root["khop_genes"].groups():
+            for name, arr in g.arrays():
+                bits[(mode, int(name[1:]))] = arr[:]
+    return _Context(graph.n_genes, graph.added, node_base(graph.added), inc, nnz, bits)
+
+
+def _chunk_bounds(params: dict[str, Any], n: int, chunk: int) -> tuple[int, int]:
+    c = params["chunk_samples"]
+    first = chunk * c
+    return first, min(c, n - first)
+
+
+def _write_dense_edges(arr: zarr.Array, first: int, nnz: int, eptr: np.ndarray, eids: np.ndarray) -> None:
+    # shard by shard: a whole chunk of dense edge rows would not fit in memory
+    step = arr.shards[0] if arr.shards else arr.chunks[0]
+    count = len(eptr) - 1
+    for a in range(0, count, step):
+        b = min(count, a + step)
+        sub_ptr = eptr[a:b + 1] - eptr[a]
+        arr[first + a:first + b] = dense_from_positions(1, nnz, sub_ptr, eids[eptr[a]:eptr[b]])
+
+
+def compute_sample_chunk(staging: str, graph_store: str, key: str, chunk: int, params: dict[str, Any],
+                         n: int) -> dict[str, Any]:
+    """Compute and write every per-sample artifact of one chunk, then its marker; returns the marker."""
+    ctx = _context(staging, graph_store, key)
+    root = zarr.open_group(staging, mode="r+")
+    first, count = _chunk_bounds(params, n, chunk)
+    ptr = root["perturbation/indptr"][first:first + count + 1]
+    genes = root["perturbation/genes"][int(ptr[0]):int(ptr[-1])]
+    types = root["perturbation/types"][int(ptr[0]):int(ptr[-1])]
+    sip = ptr - ptr[0]
+    rem = tuple(params["removing_types"])
+    sums: dict[str, str] = {}
+    if "masks" in params["artifacts"]:
+        fptr, fgenes = node_mask_flips(sip, genes, types, ctx.added, rem)
+        dense = dense_from_positions(ctx.base, ctx.n_genes, fptr, fgenes)
+        root["node_mask/dense"][first:first + count] = dense
+        sums["node_mask/dense"] = digest(dense)
+        rptr, rgenes = removed_genes(sip, genes, types, ctx.added, rem)
+        for t, (inc_ptr, inc_ids) in ctx.incidence.items():
+            eptr, eids = removed_edges(inc_ptr, inc_ids, rptr, rgenes)
+            g = root[f"edge_mask/{t}"]
+            write_chunked_csr(g, chunk, eptr, eids)
+            sums[f"edge_mask/{t}"] = digest(eptr, eids)
+            if params.get("dense_edge_masks"):
+                _write_dense_edges(g["dense"], first, ctx.nnz[t], eptr, eids)
+    for (mode, k), gb in sorted(ctx.gene_bits.items()):
+        bits = sample_bits(gb, sip, genes)
+        root[f"khop/{mode}/k{k}"][first:first + count] = bits
+        sums[f"khop/{mode}/k{k}"] = digest(bits)
+    body = {"chunk": chunk, "first": first, "count": count, "sha256": sums}
+    write_marker(Path(staging), f"samples-{chunk:06d}", body)
+    return body
+
+
+def compute_adjacency(staging: str, graph_store: str, edge_type: str, epoch: int,
+                      params: dict[str, Any]) -> dict[str, Any]:
+    """Sample the adjacency rows of one graph and epoch, write them, then the marker."""
+    from pipeline.adjacency import sample_adjacency_rows
+
+    a = params["adjacency"]
+    graph = open_graph(graph_store)
+    csr = graph.csr(edge_type)
+    valid = ~graph.added
+    root = zarr.open_group(staging, mode="r+")
+    g = root[f"adjacency/{edge_type}"]
+    shard = int(root["adjacency"].attrs["steps_per_shard"])
+    parts = []
+    for s0 in range(0, a["steps"], shard):
+        s1 = min(a["steps"], s0 + shard)
+        res = sample_adjacency_rows(csr.indptr, csr.indices, valid, n_rows=a["rows"], n_negatives=a["negatives"],
+                                    steps=range(s0, s1), seed=a["seed"], graph=edge_type, epoch=epoch,
+                                    mode=a["sampling"])
+        g["rows"][epoch, s0:s1] = res.rows
+        if a["negatives"]:
+            g["negatives"][epoch, s0:s1] = res.negatives
+        parts += [res.rows, res.negatives]
+    body = {"edge_type": edge_type, "epoch": epoch, "sha256": digest(*parts)}
+    write_marker(Path(staging), f"adjacency-{edge_type}-e{epoch:04d}", body)
+    return body
+
+
+def verify_sample_chunk(staging: str, marker: dict[str, Any]) -> list[str]:
+    """Re-read one chunk's arrays and compare them with its marker's checksums; returns problems."""
+    root = zarr.open_group(staging, mode="r")
+    first, count, chunk = marker["first"], marker["count"], marker["chunk"]
+    problems = []
+    for name, want in marker["sha256"].items():
+        if name.startswith("edge_mask/"):
+            have = digest(*read_chunked_csr(root[name], chunk, count))
+        else:
+            have = digest(root[name][first:first + count])
+        if have != want:
+            problems.append(f"{name}: samples {first}..{first + count - 1} differ from their checksum")
+    return problems
+
+
+def verify_adjacency(staging: str, marker: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    root = zarr.open_group(staging, mode="r")
+    g = root[f"adjacency/{marker['edge_type']}"]
+    e = marker["epoch"]
+    shard = int(root["adjacency"].attrs["steps_per_shard"])
+    parts = []
+    steps = params["adjacency"]["steps"]
+    for s0 in range(0, steps, shard):
+        s1 = min(steps, s0 + shard)
+        parts += [g["rows"][e, s0:s1], g["negatives"][e, s0:s1]]
+    return [] if digest(*parts) == marker["sha256"] else \
+        [f"adjacency/{marker['edge_type']} epoch {e}: differs from its checksum"]
+
+
+# --- running the tasks on dask ---------------------------------------------------------------
+
+@contextlib.contextmanager
+def dask_client(address: str | None, workers: int | None, processes: bool = True) -> Iterator[Any]:
+    """A dask.distributed client: to ``address`` if given, else to a new LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    if address:
+        with Client(address) as client:
+            yield client
+        return
+    from pipeline.stages import default_workers
+    n = max(1, workers or default_workers())
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=processes, dashboard_address=None,
+                      silence_logs=logging.WARNING) as cluster, Client(cluster) as client:
+        yield client
+
+
+def _gather(client: Any, futures: list[Any], what: str) -> list[Any]:
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    out = []
+    with tqdm(total=len(futures), desc=what, unit="task", disable=None, leave=False) as bar:
+        for fut in as_completed(futures):
+            out.append(fut.result())  # raises the task's exception here
+            bar.update(1)
+    return out
+
+
+def run_precompute_tasks(plan: PrecomputePlan, staging: Path) -> dict[str, Any]:
+    """Compute the chunks and adjacency epochs that have no marker yet, then verify all of them."""
+    params, n = plan.parameters, plan.n_samples
+    st, gs = str(staging), str(plan.graph_store)
+    done_s = {m["chunk"]: m for m in read_markers(staging, "samples-").values()}
+    done_a = {(m["edge_type"], m["epoch"]): m for m in read_markers(staging, "adjacency-").values()}
+    per_sample = bool({"masks", "khop"} & set(params["artifacts"]))
+    todo_s = [c for c in range(plan.n_chunks) if c not in done_s] if per_sample else []
+    adj = params.get("adjacency")
+    todo_a = [(t, e) for t in adj["graphs"] for e in range(adj["epochs"]) if (t, e) not in done_a] if adj else []
+    cfg = plan.config
+    t0 = time.perf_counter()
+    with dask_client(cfg.dask_address, cfg.workers, cfg.dask_processes) as client:
+        log.info("precompute on %s: %d sample chunk(s) to compute (%d done), %d adjacency epoch(s) (%d done)",
+                 client.scheduler.address if hasattr(client.scheduler, "address") else "dask", len(todo_s),
+                 len(done_s), len(todo_a), len(done_a))
+        futs = [client.submit(compute_adjacency, st, gs, t, e, params, pure=False) for t, e in todo_a]
+        futs += [client.submit(compute_sample_chunk, st, gs, plan.key, c, params, n, pure=False) for c in todo_s]
+        for m in _gather(client, futs, "precompute"):
+            if "chunk" in m:
+                done_s[m["chunk"]] = m
+            else:
+                done_a[(m["edge_type"], m["epoch"])] = m
+        t1 = time.perf_counter()
+        vfuts = [client.submit(verify_sample_chunk, st, m, pure=False) for m in done_s.values()]
+        vfuts += [client.submit(verify_adjacency, st, m, params, pure=False) for m in done_a.values()]
+        problems = [p for ps in _gather(client, vfuts, "verify") for p in ps]
+    if problems:
+        raise StoreError(f"{staging}: verification failed: " + "; ".join(problems[:5]))
+    missing = [c for c in range(plan.n_chunks) if c not in done_s] if per_sample else []
+    if missing:
+        raise StoreError(f"{staging}: chunks {missing[:10]} missing after the run")
+    log.info("computed %d task(s) in %.2fs, verified %d in %.2fs", len(futs), t1 - t0, len(vfuts),
+             time.perf_counter() - t1)
+    return {"chunks": [done_s[c] for c in sorted(done_s)],
+            "adjacency": [done_a[k] for k in sorted(done_a)],
+            "compute_seconds": round(t1 - t0, 3), "verify_seconds": round(time.perf_counter() - t1, 3)}
+
+
+# --- LMDB records ----------------------------------------------------------------------------
+
+def record_sections(staging: Path) -> list[tuple[str, np.dtype]]:
+    """The sections of an LMDB record, in order (the schema stored in the LMDB)."""
+    root = zarr.open_group(str(staging), mode="r")
+    out: list[tuple[str, np.dtype]] = [("genes", np.dtype("<i4")), ("types", np.dtype("|u1"))]
+    if "node_mask" in root:
+        out.append(("node_flips", np.dtype("<i4")))
+        out += [(f"edges:{t}", np.dtype("<i4")) for t in sorted(root["edge_mask"].group_keys())]
+    if "khop" in root:
+        for mode in sorted(root["khop"].group_keys()):
+            out += [(f"khop:{mode}:{k}", np.dtype("|u1")) for k in sorted(root[f"khop/{mode}"].array_keys())]
+    return out
+
+
+def _bits_csr(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    m, w = bits.shape
+    return np.arange(m + 1, dtype=np.int64) * w, bits.reshape(-1)
+
+
+def write_records(plan: PrecomputePlan, staging: Path) -> Path | None:
+    """Per-sample records in LMDB (key = sample id), chunk by chunk from the staging store; resumable."""
+    if plan.records is None or plan.records_staging is None:
+        return None
+    from pipeline.stores.records import RecordSchema, RecordWriter
+
+    root = zarr.open_group(str(staging), mode="r")
+    schema = RecordSchema(tuple(record_sections(staging)))
+    rs = plan.records_staging
+    for p in plan.records.parent.glob(f".{plan.records.name}.partial-*"):
+        if p != rs:
+            shutil.rmtree(p, ignore_errors=True)
+    writer = RecordWriter(rs, schema)
+    done = writer.done_chunks()
+    ptr_all = root["perturbation/indptr"][:]
+    fptr_all = root["node_mask/indptr"][:] if "node_mask" in root else None
+    t0 = time.perf_counter()
+    todo = [c for c in range(plan.n_chunks) if c not in done]
+    from tqdm import tqdm
+    for c in tqdm(todo, desc="records", unit="chunk", disable=None, leave=False):
+        first, count = _chunk_bounds(plan.parameters, plan.n_samples, c)
+        p = ptr_all[first:first + count + 1]
+        cols: dict[str, tuple[np.ndarray, np.ndarray]] = {
+            "genes": (p - p[0], root["perturbation/genes"][int(p[0]):int(p[-1])]),
+            "types": (p - p[0], root["perturbation/types"][int(p[0]):int(p[-1])])}
+        if fptr_all is not None:
+            fp = fptr_all[first:first + count + 1]
+            cols["node_flips"] = (fp - fp[0], root["node_mask/genes"][int(fp[0]):int(fp[-1])])
+        for name, _ in schema.sections:
+            if name.startswith("edges:"):
+                cols[name] = read_chunked_csr(root[f"edge_mask/{name[6:]}"], c, count)
+            elif name.startswith("khop:"):
+                _, mode, k = name.split(":")
+                cols[name] = _bits_csr(root[f"khop/{mode}/{k}"][first:first + count])
+        writer.put_chunk(c, first, cols)
+    writer.finish({"build_key": plan.key, "n_samples": plan.n_samples, "parameters": plan.parameters,
+                   **_graph_identity(plan)})
+    log.info("records: %d chunk(s) written to %s (%d resumed) in %.2fs", len(todo), rs, len(done),
+             time.perf_counter() - t0)
+    return rs
+
+
+# --- publish ---------------------------------------------------------------------------------
+
+def _graph_identity(plan: PrecomputePlan) -> dict[str, Any]:
+    graph = open_graph(plan.graph_store)
+    return {"graph": {"path": str(plan.graph_store), "build_key": graph.manifest.get("build_key"),
+                      "n_genes": graph.n_genes, "gene_fingerprint": graph.fingerprint,
+                      "edge_types": {t: graph.edge_attrs(t)["fingerprint"] for t in graph.edge_types},
+                      "edge_counts": {t: int(graph.edge_attrs(t)["nnz"]) for t in graph.edge_types}}}
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def stored_sizes(store: Path) -> dict[str, int]:
+    """Bytes on disk per stored array/group of interest (for the manifest and the benchmark)."""
+    out = {}
+    for rel in ("perturbation", "node_mask/indptr", "node_mask/genes", "node_mask/dense", "khop_genes"):
+        if (store / rel).exists():
+            out[rel] = _dir_bytes(store / rel)
+    for group in ("edge_mask", "khop", "adjacency"):
+        base = store / group
+        if not base.is_dir():
+            continue
+        for sub in sorted(p for p in base.iterdir() if p.is_dir()):
+            if group == "edge_mask":
+                out[f"{group}/{sub.name}"] = _dir_bytes(sub) - _dir_bytes(sub / "dense")
+                if (sub / "dense").exists():
+                    out[f"{group}/{sub.name}/dense"] = _dir_bytes(sub / "dense")
+            elif group == "khop":
+                for k in sorted(p for p in sub.iterdir() if p.is_dir()):
+                    out[f"khop/{sub.name}/{k.name}"] = _dir_bytes(k)
+            else:
+                out[f"{group}/{sub.name}"] = _dir_bytes(sub)
+    return out
+
+
+def publish_precompute(plan: PrecomputePlan, staging: Path, results: dict[str, Any],
+                       records_staging: Path | None) -> Path:
+    """Write the manifest (last), drop the progress markers and rename the store (and records) into place."""
+    from pipeline.stages import _code_version
+
+    root = zarr.open_group(str(staging), mode="r+")
+    sizes = stored_sizes(staging)
+    manifest = {
+        "build_key": plan.key, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "code_version": _code_version(), "parameters": plan.parameters, "n_samples": plan.n_samples,
+        "chunk_samples": plan.config.chunk_samples, "n_chunks": plan.n_chunks,
+        "dataset": {"path": str(plan.dataset_store), "build_key": open_dataset(plan.dataset_store).manifest.get(
+            "build_key")},
+        **_graph_identity(plan), "chunks": results["chunks"], "adjacency": results["adjacency"],
+        "stored_bytes": sizes, "seconds": {k: results[k] for k in ("compute_seconds", "verify_seconds")},
+    }
+    root.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "manifest": manifest})
+    shutil.rmtree(staging / PROGRESS, ignore_errors=True)
+    publish_dir(staging, plan.store)
+    if records_staging is not None and plan.records is not None:
+        publish_dir(records_staging, plan.records)
+        log.info("published %s", plan.records)
+    total = sum(sizes.values())
+    log.info("published %s: %d samples, %.1f MB (%.0f bytes/sample)", plan.store, plan.n_samples, total / 1e6,
+             total / max(plan.n_samples, 1))
+    return plan.store
+
+
+def run_precompute(plan: PrecomputePlan, run: Any) -> Path:
+    """The precompute stages in order (``run`` executes one stage: directly, or as a Prefect task)."""
+    staging = run(prepare_precompute, plan)
+    results = run(run_precompute_tasks, plan, staging)
+    records = run(write_records, plan, staging)
+    return run(publish_precompute, plan, staging, results, records)
+
+
+def summarize_precompute(store: Path) -> str:
+    s = open_precomputed(store)
+    m = s.manifest
+    n = max(1, m["n_samples"])
+    lines = [f"{store}  samples: {m['n_samples']:,}  chunks: {m['n_chunks']} x {m['chunk_samples']}  "
+             f"artifacts: {', '.join(m['parameters']['artifacts'])}",
+             f"{'array':40s} {'MB':>10s} {'bytes/sample':>13s}"]
+    for k, v in m["stored_bytes"].items():
+        lines.append(f"{k:40s} {v / 1e6:10.2f} {v / n:13.1f}")
+    return "\n".join(lines)
