@@ -11,8 +11,7 @@ Semantics (the contract in ``storage_layout.md``):
   (heterologous) genes. A genome gene perturbed with a *removing* type (by
   default every loss-of-function code: deletion, temperature-sensitive, knockdown,
   suppressor, as the reference code masks every perturbed gene) becomes 0; an
-  added gene perturbed with a non-removing type (addition, overexpression) becomes
-  1. The compact form stores, per sample, the genes where the mask differs from
+  added gene perturbed with an adding type (addition, overexpression) becomes 1. The compact form stores, per sample, the genes where the mask differs from
   ``base`` (:func:`node_mask_flips`).
 - **Edge mask** (uint8 per edge of one edge type, edge id = CSR position, both
   orientations of undirected types): 0 where the edge touches a removed gene, 1
@@ -32,6 +31,9 @@ from pipeline.perturbations import CODES
 REMOVING_TYPES: tuple[int, ...] = (CODES["deletion"], CODES["temperature_sensitive"], CODES["knockdown"],
                                    CODES["suppressor"])
 
+#: Type codes that make an added (heterologous) gene present in the strain.
+ADDING_TYPES: tuple[int, ...] = (CODES["addition"], CODES["overexpression"])
+
 
 def _owner(indptr: np.ndarray) -> np.ndarray:
     """Sample number of every value of a CSR: ``[0,0,1,2,2,...]``."""
@@ -50,7 +52,7 @@ def node_base(added: np.ndarray) -> np.ndarray:
 
 
 def removing(types: np.ndarray, removing_types: tuple[int, ...] = REMOVING_TYPES) -> np.ndarray:
-    """Boolean per perturbed gene: does its type code remove the gene?"""
+    """Boolean per perturbed gene: is its type code one of ``removing_types``?"""
     return np.isin(types, np.asarray(removing_types, dtype=types.dtype))
 
 
@@ -63,9 +65,8 @@ def node_mask_flips(s_indptr: np.ndarray, s_genes: np.ndarray, s_types: np.ndarr
     >>> ptr.tolist(), g.tolist()          # sample 0 deletes gene 1 (3 is overexpressed); sample 1 adds gene 4
     ([0, 1, 2], [1, 4])
     """
-    rem = removing(s_types, removing_types)
     is_added = np.asarray(added, dtype=bool)[s_genes]
-    flip = (rem & ~is_added) | (~rem & is_added)
+    flip = np.where(is_added, removing(s_types, ADDING_TYPES), removing(s_types, removing_types))
     return _indptr_from_owner(_owner(s_indptr)[flip], len(s_indptr) - 1), s_genes[flip].astype(np.int32)
 
 

@@ -1,0 +1,333 @@
+"""The precompute stage against independent oracles: naive per-sample masks, PyG's k_hop_subgraph."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from pipeline.build import main
+from pipeline.errors import StoreError
+from pipeline.khop import unpack
+from pipeline.masks import dense_from_positions, node_mask_flips, removed_edges, removed_genes
+from pipeline.perturbations import CODES
+from pipeline.precompute import PrecomputeConfig
+from pipeline.stages import BuildConfig, run_build
+from pipeline.stores.graph import open_graph
+from pipeline.stores.precomputed import open_precomputed
+from pipeline.verify import verify
+
+REPO = Path(__file__).resolve().parents[1]
+GRAPHS = ["string12", "regulatory", "tflink"]  # undirected and directed types
+PRE = dict(artifacts=["masks", "khop", "adjacency-rows"], khop=(1, 2, 3), khop_modes=("per_type", "union"),
+           chunk_samples=256, dense_edge_masks=True, lmdb=True, adjacency_epochs=2, adjacency_steps=12,
+           adjacency_rows=16, adjacency_negatives=8, dask_processes=False, workers=2)
+
+
+def _added(tmp: Path) -> Path:
+    p = tmp / "added.tsv"
+    p.write_text("id\tname\nGFP\tgfp\nURA3_Kl\tura3\n")
+    return p
+
+
+def _build(out: Path, tmp: Path, **over) -> object:
+    cfg = BuildConfig(graphs=GRAPHS, raw=tmp / "raw", out=out, datasets=["kuzmin2018", "costanzo2016"],
+                      added_genes=_added(tmp), precompute=PrecomputeConfig(**{**PRE, **over}))
+    return run_build(cfg)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pre")
+    res = _build(tmp / "out", tmp)
+    return res, tmp
+
+
+def _samples(store):
+    ptr, genes, types = store.perturbations()
+    return ptr, genes, types
+
+
+def test_store_opens_and_checks_fingerprints(built):
+    res, _ = built
+    graph = open_graph(res.graph)
+    s = open_precomputed(res.precomputed, graph=graph)
+    m = s.manifest
+    assert m["n_samples"] == s.n_samples > 256 and m["n_chunks"] == -(-s.n_samples // 256)
+    assert m["graph"]["gene_fingerprint"] == graph.fingerprint
+    assert graph.added.sum() == 2
+    assert len(m["chunks"]) == m["n_chunks"] and len(m["adjacency"]) == 2 * len(graph.edge_types)
+    assert not (Path(res.precomputed) / "progress").exists()
+    # a plain zarr.open reads the dense views as uint8 [samples, genes] and [samples, edges]
+    z = zarr.open_group(str(res.precomputed), mode="r")
+    assert z["node_mask/dense"].dtype == np.uint8 and z["node_mask/dense"].shape == (s.n_samples, graph.n_genes)
+    t = graph.edge_types[0]
+    assert z[f"edge_mask/{t}/dense"].shape == (s.n_samples, graph.csr(t).nnz)
+
+
+def test_node_and_edge_masks_equal_naive(built):
+    res, _ = built
+    graph = open_graph(res.graph)
+    s = open_precomputed(res.precomputed)
+    ptr, genes, types = _samples(s)
+    added = graph.added
+    dense = s.node_mask_dense(slice(None))
+    rem_codes = {CODES[c] for c in ("deletion", "temperature_sensitive", "knockdown", "suppressor")}
+    assert set(types.tolist()) - {1}, "the sample data should exercise more than deletions"
+    for t in graph.edge_types:
+        src, dst = graph.edge_index(t)
+        edense = zarr.open_group(str(res.precomputed), mode="r")[f"edge_mask/{t}/dense"][:]
+        for i in range(s.n_samples):
+            g, ty = genes[ptr[i]:ptr[i + 1]], types[ptr[i]:ptr[i + 1]]
+            removed = [int(x) for x, c in zip(g, ty) if int(c) in rem_codes and not added[x]]
+            if t == graph.edge_types[0]:
+                want = np.where(added, 0, 1).astype(np.uint8)
+                want[removed] = 0
+                assert np.array_equal(dense[i], want), i
+            emask = np.ones(len(src), np.uint8)
+            for x in removed:
+                emask[(src == x) | (dst == x)] = 0
+            eptr, eids = s.removed_edges(t, i // 256)
+            j = i % 256
+            assert np.array_equal(eids[eptr[j]:eptr[j + 1]], np.flatnonzero(emask == 0)), (t, i)
+            assert np.array_equal(edense[i], emask), (t, i)
+
+
+def test_khop_equals_pyg(built):
+    import torch
+    from torch_geometric.utils import k_hop_subgraph
+
+    res, _ = built
+    graph = open_graph(res.graph)
+    s = open_precomputed(res.precomputed)
+    ptr, genes, _ = _samples(s)
+    n = graph.n_genes
+    eis = {t: torch.from_numpy(graph.edge_index(t)) for t in graph.edge_types}
+    union_ei = torch.cat(list(eis.values()), dim=1)
+    rng = np.random.default_rng(0)
+    ids = rng.choice(s.n_samples, size=60, replace=False)
+    for k in (1, 2, 3):
+        per_type = unpack(s.khop_bits(k, "per_type", ids), n)
+        union = unpack(s.khop_bits(k, "union", ids), n)
+        for row, i in enumerate(ids.tolist()):
+            seeds = torch.from_numpy(genes[ptr[i]:ptr[i + 1]].astype(np.int64))
+            want = torch.zeros(n, dtype=torch.bool)
+            for t, ei in eis.items():
+                subset, _, _, _ = k_hop_subgraph(seeds, k, ei, relabel_nodes=False, num_nodes=n)
+                want[subset] = True
+            assert np.array_equal(per_type[row], want.numpy()), (k, i)
+            subset, _, _, _ = k_hop_subgraph(seeds, k, union_ei, relabel_nodes=False, num_nodes=n)
+            uw = torch.zeros(n, dtype=torch.bool)
+            uw[subset] = True
+            assert np.array_equal(union[row], uw.numpy()), (k, i)
+            # the edge sets: per type, the edges with both ends in the node set (the reference)
+            for t, ei in eis.items():
+                keep = want[ei[0]] & want[ei[1]]
+                mine = per_type[row][ei[0].numpy()] & per_type[row][ei[1].numpy()]
+                assert np.array_equal(mine, keep.numpy())
+
+
+def test_directed_khop_follows_in_edges_and_undirected_both_ways():
+    from pipeline.csr import CSR
+    from pipeline.khop import gene_khop_bits
+
+    # directed 0 -> 1 -> 2: the 1-hop set of {1} is {0, 1} (PyG source_to_target)
+    d = CSR(np.array([0, 1, 2, 2]), np.array([1, 2], np.int32), np.ones(2, np.float32), True)
+    assert unpack(gene_khop_bits([d], 3, (1,))[1][1:2], 3).nonzero()[1].tolist() == [0, 1]
+    # undirected 0 - 1 stored both ways: 1-hop of {0} holds 1 and of {1} holds 0
+    u = CSR(np.array([0, 1, 2, 2]), np.array([1, 0], np.int32), np.ones(2, np.float32), False)
+    b = unpack(gene_khop_bits([u], 3, (1,))[1], 3)
+    assert b[0].tolist() == [True, True, False] and b[1].tolist() == [True, True, False]
+
+
+def test_node_mask_flips_for_added_and_non_removing_types():
+    added = np.array([0, 0, 0, 1, 1], bool)
+    ptr = np.array([0, 3, 5])
+    genes = np.array([0, 1, 3, 2, 4])
+    types = np.array([CODES["deletion"], CODES["overexpression"], CODES["addition"],
+                      CODES["temperature_sensitive"], CODES["deletion"]], np.uint8)
+    fptr, fg = node_mask_flips(ptr, genes, types, added)
+    dense = dense_from_positions((~added).astype(np.uint8), 5, fptr, fg)
+    assert dense.tolist() == [[0, 1, 1, 1, 0], [1, 1, 0, 0, 0]]
+    # only temperature-sensitive removes when asked so
+    fptr, fg = node_mask_flips(ptr, genes, types, added, removing_types=(CODES["temperature_sensitive"],))
+    assert dense_from_positions((~added).astype(np.uint8), 5, fptr, fg).tolist() == [[1, 1, 1, 1, 0],
+                                                                                     [1, 1, 0, 0, 0]]
+    rptr, rg = removed_genes(ptr, genes, types, added)
+    assert rptr.tolist() == [0, 1, 2] and rg.tolist() == [0, 2]
+
+
+def test_removed_edges_blocks_match_one_pass():
+    from pipeline import masks
+
+    rng = np.random.default_rng(1)
+    n = 300
+    lens = rng.integers(0, 40, n)
+    inc_ptr = np.concatenate([[0], np.cumsum(lens)])
+    inc = rng.integers(0, 5000, inc_ptr[-1]).astype(np.int32)
+    r_ptr = np.concatenate([[0], np.cumsum(rng.integers(0, 4, 500))])
+    r_genes = rng.integers(0, n, r_ptr[-1])
+    old = masks._BLOCK_ENTRIES
+    try:
+        masks._BLOCK_ENTRIES = 64
+        a = removed_edges(inc_ptr, inc, r_ptr, r_genes)
+    finally:
+        masks._BLOCK_ENTRIES = old
+    b = removed_edges(inc_ptr, inc, r_ptr, r_genes)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    for i in range(len(r_ptr) - 1):
+        want = sorted({int(e) for g in r_genes[r_ptr[i]:r_ptr[i + 1]] for e in inc[inc_ptr[g]:inc_ptr[g + 1]]})
+        assert b[1][b[0][i]:b[0][i + 1]].tolist() == want
+
+
+def test_adjacency_rows_stored(built):
+    res, _ = built
+    graph = open_graph(res.graph)
+    s = open_precomputed(res.precomputed)
+    added = graph.added
+    a = s.manifest["parameters"]["adjacency"]
+    assert a["steps"] == 12 and a["epochs"] == 2
+    for t in graph.edge_types:
+        csr = graph.csr(t)
+        deg = np.diff(csr.indptr)
+        for e in range(2):
+            rows, negs = s.adjacency(t, e)
+            assert rows.shape == (12, 16) and negs.shape == (12, 16, 8)
+            for st in range(12):
+                r = rows[st][rows[st] >= 0]
+                assert len(set(r.tolist())) == len(r)
+                assert not added[r].any() and (deg[r] > 0).all()
+                for ri, row in enumerate(rows[st].tolist()):
+                    if row < 0:
+                        continue
+                    neg = negs[st, ri][negs[st, ri] >= 0]
+                    nbr = csr.indices[csr.indptr[row]:csr.indptr[row + 1]]
+                    assert not np.isin(neg, nbr).any() and row not in neg and not added[neg].any()
+        r0, _ = s.adjacency(t, 0)
+        r1, _ = s.adjacency(t, 1)
+        assert not np.array_equal(r0, r1)  # epochs differ
+
+
+def test_lmdb_records_equal_zarr(built):
+    from pipeline.stores.records import open_records
+
+    res, _ = built
+    s = open_precomputed(res.precomputed)
+    rec = open_records(Path(res.precomputed).parent / "records.lmdb")
+    assert len(rec) == s.n_samples and rec.manifest["build_key"] == s.manifest["build_key"]
+    ptr, genes, types = s.perturbations()
+    fptr, fgenes = s.node_mask_flips()
+    t = s.edge_types[0]
+    for i in [0, 1, 255, 256, s.n_samples - 1]:
+        r = rec.get(i)
+        assert r["genes"].tolist() == genes[ptr[i]:ptr[i + 1]].tolist()
+        assert r["types"].tolist() == types[ptr[i]:ptr[i + 1]].tolist()
+        assert r["node_flips"].tolist() == fgenes[fptr[i]:fptr[i + 1]].tolist()
+        eptr, eids = s.removed_edges(t, i // 256)
+        assert r[f"edges:{t}"].tolist() == eids[eptr[i % 256]:eptr[i % 256 + 1]].tolist()
+        assert r["khop:per_type:k2"].tolist() == s.khop_bits(2, "per_type", slice(i, i + 1))[0].tolist()
+    rec.close()
+
+
+def test_rebuild_is_noop_and_same_seed_is_byte_identical(built, tmp_path):
+    res, tmp = built
+    again = _build(tmp / "out", tmp)
+    assert not again.precomputed_built
+    other = _build(tmp_path / "out2", tmp)
+    a, b = open_precomputed(res.precomputed).manifest, open_precomputed(other.precomputed).manifest
+    assert a["build_key"] == b["build_key"]
+    assert a["chunks"] == b["chunks"] and a["adjacency"] == b["adjacency"]
+
+
+def test_verify_command_and_detects_corruption(built, tmp_path, capsys):
+    import shutil
+
+    from pipeline.verify import main as verify_main
+
+    res, _ = built
+    assert verify(res.precomputed, samples=20) == []
+    assert verify_main([str(res.precomputed), "--samples", "5"]) == 0
+    copy = tmp_path / "copy" / "precomputed.zarr"
+    shutil.copytree(res.precomputed, copy)
+    z = zarr.open_group(str(copy), mode="r+")
+    row = z["node_mask/dense"][3]
+    row[0] ^= 1
+    z["node_mask/dense"][3] = row
+    problems = verify(copy, samples=0, graph_path=res.graph)
+    assert any("node_mask/dense" in p and "samples 0..255" in p for p in problems)
+    assert verify_main([str(copy), "--samples", "0", "--graph", str(res.graph)]) == 1
+
+
+def test_other_graph_is_refused(built, tmp_path):
+    res, tmp = built
+    other = run_build(BuildConfig(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path)).graph  # no added genes
+    with pytest.raises(StoreError, match="gene index"):
+        open_precomputed(res.precomputed, graph=open_graph(other))
+
+
+def test_resume_after_partial_run_equals_uninterrupted(built, tmp_path):
+    from pipeline.precompute import compute_sample_chunk, plan_precompute, prepare_precompute
+
+    res, tmp = built
+    cfg = BuildConfig(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
+                      added_genes=_added(tmp), precompute=None)
+    r = run_build(cfg)
+    plan = plan_precompute(PrecomputeConfig(**PRE), r.graph, r.dataset)
+    staging = prepare_precompute(plan)
+    compute_sample_chunk(str(staging), str(r.graph), plan.key, 1, plan.parameters, plan.n_samples)
+    mtime = (staging / "progress" / "samples-000001.json").stat().st_mtime_ns
+    cfg.precompute = PrecomputeConfig(**PRE)
+    out = run_build(cfg)
+    assert out.precomputed_built
+    m = open_precomputed(out.precomputed).manifest
+    assert m["chunks"] == open_precomputed(res.precomputed).manifest["chunks"]
+    assert not staging.exists()
+    assert mtime  # chunk 1 was not recomputed: its marker came from the partial run
+    assert m["chunks"][1]["sha256"]
+
+
+@pytest.mark.slow
+def test_kill_and_resume_equals_uninterrupted(built, tmp_path):
+    """kill -9 the CLI (and its dask workers) mid-run; the rerun resumes and equals an uninterrupted store."""
+    res, tmp = built
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "pipeline.build", "--graphs", ",".join(GRAPHS), "--raw", str(tmp / "raw"),
+            "--out", str(out), "--dataset", "kuzmin2018", "--dataset", "costanzo2016",
+            "--added-genes", str(_added(tmp)), "--precompute", "masks,khop,adjacency-rows", "--khop", "1,2,3",
+            "--khop-mode", "per_type,union", "--chunk-samples", "64", "--dense-edge-masks", "--lmdb",
+            "--adjacency-epochs", "2", "--adjacency-steps", "12", "--adjacency-rows", "16",
+            "--adjacency-negatives", "8", "--workers", "1", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        markers = list(out.glob("*/.precomputed.zarr.partial-*/progress/samples-*.json"))
+        if len(markers) >= 3:
+            os.killpg(proc.pid, signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert killed, "the run finished before it could be killed; " + proc.stderr.read().decode()[-2000:]
+    partial = list(out.glob("*/.precomputed.zarr.partial-*"))
+    assert partial and not list(out.glob("*/precomputed.zarr"))  # nothing published
+    done = len(list(partial[0].glob("progress/samples-*.json")))
+    run = subprocess.run(args[:-1], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "resuming" in run.stderr and f"{done} task(s) already complete" in run.stderr
+    store = next(out.glob("*/precomputed.zarr"))
+    ref = _build(tmp_path / "ref", tmp, chunk_samples=64)
+    a, b = open_precomputed(store).manifest, open_precomputed(ref.precomputed).manifest
+    assert a["build_key"] == b["build_key"] and a["chunks"] == b["chunks"] and a["adjacency"] == b["adjacency"]
+    assert verify(store, samples=10) == []
+    json.dumps(a)  # the manifest is plain JSON
