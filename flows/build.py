@@ -89,17 +89,24 @@ def build_graph(graphs: list[str], raw: str = "data/raw", out: str = "data/proce
                 genes: str | None = None, download: bool = False, force: bool = False,
                 go_max_term_size: int = 300, sequences: str | None = None, added_genes: str | None = None,
                 embeddings: list[str] | None = None, datasets: list[str] | None = None, replicates: str = "mean",
-                split_seed: int = 0, split_fractions: list[float] | None = None) -> str:
+                split_seed: int = 0, split_fractions: list[float] | None = None,
+                precompute: dict[str, Any] | None = None) -> str:
     """Build the multigraph store of ``graphs`` (as ``python -m pipeline.build``); returns its path.
 
     Parameters mean what the CLI options of the same names mean; relative paths
     resolve against the working directory (the repository root for the deployment).
+    ``precompute`` holds the fields of :class:`pipeline.precompute.PrecomputeConfig`
+    (e.g. ``{"artifacts": ["masks", "khop"], "chunk_samples": 4096}``); the chunk tasks
+    run on dask (a LocalCluster, or ``dask_address``) from the ``run_precompute_tasks`` task.
     """
+    from pipeline.precompute import PrecomputeConfig
+
     cfg = BuildConfig(graphs=list(graphs), raw=Path(raw), out=Path(out), name=name,
                       genes=Path(genes) if genes else None, download=download, force=force,
                       go_max_term_size=go_max_term_size, sequences=sequences, added_genes=added_genes,
                       embeddings=list(embeddings or []), datasets=list(datasets or []), replicates=replicates,
-                      split_seed=split_seed, split_fractions=tuple(split_fractions or (0.8, 0.1, 0.1)))
+                      split_seed=split_seed, split_fractions=tuple(split_fractions or (0.8, 0.1, 0.1)),
+                      precompute=PrecomputeConfig(**precompute) if precompute else None)
     with pipeline_logs_to_run():
         res = run_build(cfg, run=run_as_task)
     logger = get_run_logger()
@@ -107,7 +114,19 @@ def build_graph(graphs: list[str], raw: str = "data/raw", out: str = "data/proce
     if res.dataset is not None:
         logger.info("%s %s\n%s", "built" if res.dataset_built else "up to date:", res.dataset,
                     summarize_dataset(res.dataset))
+    if res.precomputed is not None:
+        from pipeline.precompute import summarize_precompute
+        logger.info("%s %s\n%s", "built" if res.precomputed_built else "up to date:", res.precomputed,
+                    summarize_precompute(res.precomputed))
     return str(res.graph)
+
+
+def _precompute_dict(args: Any) -> dict[str, Any] | None:
+    from dataclasses import asdict
+
+    from pipeline.build import precompute_config
+    cfg = precompute_config(args)
+    return None if cfg is None else asdict(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                             added_genes=str(args.added_genes) if args.added_genes else None,
                             embeddings=args.embeddings, datasets=args.dataset,
                             replicates=args.replicates, split_seed=args.split_seed,
-                            split_fractions=list(args.split_fractions))
+                            split_fractions=list(args.split_fractions), precompute=_precompute_dict(args))
     except (PipelineError, ValueError, FileNotFoundError) as e:  # the flow run logged the traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

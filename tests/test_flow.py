@@ -123,6 +123,26 @@ def test_flow_runs_the_dataset_stage_like_the_cli(tmp_path: Path) -> None:
     assert a.select(cols).equals(b.select(cols))
 
 
+def test_flow_runs_the_precompute_stage_like_the_cli(tmp_path: Path) -> None:
+    """Same stage definitions: the flow's precomputed store has the CLI's checksums, chunk by chunk."""
+    from pipeline.stores.precomputed import open_precomputed
+
+    pre = {"artifacts": ["masks", "khop", "adjacency-rows"], "khop": [1, 2], "chunk_samples": 512,
+           "adjacency_steps": 4, "adjacency_rows": 8, "adjacency_negatives": 4, "dask_processes": False}
+    kw = {"graphs": ["string12_fusion"], "raw": str(tmp_path / "raw"), "datasets": ["kuzmin2018"]}
+    state = build_graph(out=str(tmp_path / "flow"), precompute=pre, return_state=True, **kw)
+    assert state.is_completed()
+    names = {r.name.rsplit("-", 1)[0] for r in _task_runs(state.state_details.flow_run_id)}
+    assert {"plan_precompute", "prepare_precompute", "run_precompute_tasks", "publish_precompute"} <= names
+    assert main(["--graphs", "string12_fusion", "--raw", kw["raw"], "--out", str(tmp_path / "cli"),
+                 "--dataset", "kuzmin2018", "--precompute", "masks,khop,adjacency-rows", "--khop", "1,2",
+                 "--chunk-samples", "512", "--adjacency-steps", "4", "--adjacency-rows", "8",
+                 "--adjacency-negatives", "4", "--workers", "1", "-q"]) == 0
+    a = open_precomputed(tmp_path / "flow" / "string12" / "precomputed.zarr").manifest
+    b = open_precomputed(tmp_path / "cli" / "string12" / "precomputed.zarr").manifest
+    assert a["build_key"] == b["build_key"] and a["chunks"] == b["chunks"] and a["adjacency"] == b["adjacency"]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
