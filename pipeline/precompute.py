@@ -374,7 +374,7 @@ def compute_sample_chunk(staging: str, graph_store: str, key: str, chunk: int, p
         bits = sample_bits(gb, sip, genes)
         root[f"khop/{mode}/k{k}"][first:first + count] = bits
         sums[f"khop/{mode}/k{k}"] = digest(bits)
-    body = {"chunk": chunk, "first": first, "count": count, "sha256": sums}
+    body = {"chunk": chunk, "first": first, "count": count, "crc32": sums}
     write_marker(Path(staging), f"samples-{chunk:06d}", body)
     return body
 
@@ -401,7 +401,7 @@ def compute_adjacency(staging: str, graph_store: str, edge_type: str, epoch: int
         if a["negatives"]:
             g["negatives"][epoch, s0:s1] = res.negatives
         parts += [res.rows, res.negatives]
-    body = {"edge_type": edge_type, "epoch": epoch, "sha256": digest(*parts)}
+    body = {"edge_type": edge_type, "epoch": epoch, "crc32": digest(*parts)}
     write_marker(Path(staging), f"adjacency-{edge_type}-e{epoch:04d}", body)
     return body
 
@@ -411,7 +411,7 @@ def verify_sample_chunk(staging: str, marker: dict[str, Any]) -> list[str]:
     root = zarr.open_group(staging, mode="r")
     first, count, chunk = marker["first"], marker["count"], marker["chunk"]
     problems = []
-    for name, want in marker["sha256"].items():
+    for name, want in marker["crc32"].items():
         if name.startswith("edge_mask/"):
             have = digest(*read_chunked_csr(root[name], chunk, count))
         else:
@@ -431,7 +431,7 @@ def verify_adjacency(staging: str, marker: dict[str, Any], params: dict[str, Any
     for s0 in range(0, steps, shard):
         s1 = min(steps, s0 + shard)
         parts += [g["rows"][e, s0:s1], g["negatives"][e, s0:s1]]
-    return [] if digest(*parts) == marker["sha256"] else \
+    return [] if digest(*parts) == marker["crc32"] else \
         [f"adjacency/{marker['edge_type']} epoch {e}: differs from its checksum"]
 
 

@@ -24,9 +24,9 @@ row ``c`` of ``ptr``/``values`` belongs to chunk ``c`` alone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,12 +116,16 @@ def read_chunked_csr(g: zarr.Group, chunk: int, count: int | None = None) -> tup
 
 
 def digest(*arrays: np.ndarray) -> str:
-    """sha256 of the arrays' little-endian bytes, in order (the per-chunk checksums of the manifest)."""
-    h = hashlib.sha256()
+    """CRC-32 (8 hex digits) of the arrays' little-endian bytes, in order: the per-chunk checksums.
+
+    An integrity check, not a signature: zlib's CRC-32 runs at ~7 GB/s here, sha256 at ~2 GB/s,
+    and every chunk is hashed twice (when written and when verified).
+    """
+    crc = 0
     for a in arrays:
         a = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False))
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
+        crc = zlib.crc32(memoryview(a).cast("B"), crc)
+    return f"{crc:08x}"
 
 
 def write_marker(store: Path, name: str, body: dict[str, Any]) -> None:
