@@ -28,7 +28,9 @@ bitorder="little")``): gene ``g`` is bit ``g % 8`` of byte ``g // 8``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -110,7 +112,7 @@ def union_graph(csrs: Sequence[CSR], n: int) -> CSR:
 
 
 def gene_khop_bits(csrs: Sequence[CSR], n: int, ks: Sequence[int] = (1, 2, 3),
-                   mode: str = "per_type") -> dict[int, np.ndarray]:
+                   mode: str = "per_type", threads: int | None = None) -> dict[int, np.ndarray]:
     """Per gene ``g`` and ``k`` in ``ks``, the k-hop set of ``{g}``: k -> uint8 [n, ceil(n/8)] bit rows.
 
     ``csrs`` are the edge types to follow (all of them, typically); ``mode`` is
@@ -126,10 +128,15 @@ def gene_khop_bits(csrs: Sequence[CSR], n: int, ks: Sequence[int] = (1, 2, 3),
     acc: dict[int, np.ndarray] = {}
     if not graphs:  # no edges: every set is the gene itself
         graphs = [CSR(np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), True)]
-    for csr in graphs:
-        ptr, nbr = predecessors(csr)
-        for k, w in _khop_words(ptr, nbr, n, ks).items():
-            acc[k] = w if k not in acc else acc[k] | w
+
+    def one(csr: CSR) -> dict[int, np.ndarray]:
+        return _khop_words(*predecessors(csr), n, ks)
+
+    # edge types on threads: the gathers and OR-reductions release the GIL
+    with ThreadPoolExecutor(max(1, min(len(graphs), threads or os.cpu_count() or 1))) as ex:
+        for part in ex.map(one, graphs):
+            for k, w in part.items():
+                acc[k] = w if k not in acc else acc[k] | w
     return {k: _to_bytes(w, n) for k, w in acc.items()}
 
 
