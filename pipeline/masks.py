@@ -11,8 +11,8 @@ Semantics (the contract in ``storage_layout.md``):
   (heterologous) genes. A genome gene perturbed with a *removing* type (by
   default every loss-of-function code: deletion, temperature-sensitive, knockdown,
   suppressor, as the reference code masks every perturbed gene) becomes 0; an
-  added gene perturbed with an adding type (addition, overexpression) becomes 1. The compact form stores, per sample, the genes where the mask differs from
-  ``base`` (:func:`node_mask_flips`).
+  added gene perturbed with an adding type (addition, overexpression) becomes 1.
+  The compact form stores, per sample, the genes where the mask differs from ``base`` (:func:`node_mask_flips`).
 - **Edge mask** (uint8 per edge of one edge type, edge id = CSR position, both
   orientations of undirected types): 0 where the edge touches a removed gene, 1
   elsewhere. The compact form stores the removed edge ids, ascending

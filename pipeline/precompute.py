@@ -39,8 +39,9 @@ import pipeline
 from pipeline.buildkey import build_key, is_current
 from pipeline.errors import StoreError
 from pipeline.khop import MODES, gene_khop_bits, n_bytes, sample_bits
-from pipeline.masks import REMOVING_TYPES, dense_from_positions, node_base, node_mask_flips, removed_edges, removed_genes
-from pipeline.stores.atomic import discard, publish_dir
+from pipeline.masks import (REMOVING_TYPES, dense_from_positions, node_base, node_mask_flips, removed_edges,
+                            removed_genes)
+from pipeline.stores.atomic import publish_dir
 from pipeline.stores.dataset import open_dataset
 from pipeline.stores.graph import CHUNK_ELEMS, open_graph
 from pipeline.stores.precomputed import (BITS_CODEC, FORMAT, FORMAT_VERSION, IDS_CODEC, MASK_CODEC, PROGRESS,
@@ -123,7 +124,8 @@ def _staging_path(final: Path, key: str) -> Path:
     return final.parent / f".{final.name}.partial-{key[:16]}"
 
 
-def plan_precompute(cfg: PrecomputeConfig, graph_store: Path, dataset_store: Path, force: bool = False) -> PrecomputePlan:
+def plan_precompute(cfg: PrecomputeConfig, graph_store: Path, dataset_store: Path,
+                    force: bool = False) -> PrecomputePlan:
     """Resolve parameters against the graph and dataset; the store is current if its key matches."""
     graph = open_graph(graph_store)
     ds = open_dataset(dataset_store)

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.build import main
 from pipeline.errors import StoreError
 from pipeline.khop import unpack
 from pipeline.masks import dense_from_positions, node_mask_flips, removed_edges, removed_genes
