@@ -137,3 +137,24 @@ def test_bench_build_writes_json_records(tmp_path):
     assert by_name["build.ours.wall"]["unit"] == "s" and by_name["build.ours.wall"]["value"] > 0
     assert by_name["build.ours.peak_rss"]["unit"] == "MiB"
     assert recs[0]["meta"]["machine"]["cores"] >= 1 and recs[0]["meta"]["params"]["scale"] == 0.02
+
+
+def test_bench_precompute_writes_json_records(tmp_path):
+    from pipeline.bench.__main__ import main as bench_main
+
+    out = tmp_path / "p.json"
+    assert bench_main(["precompute", "--scale", "0.02", "--baseline-samples", "5", "--chunk-samples", "1024",
+                       "--adjacency-steps", "20", "--workdir", str(tmp_path), "--json", str(out)]) == 0
+    by_name = {rec["name"]: rec for rec in json.loads(out.read_text())}
+    for name in ("precompute.masks_khop.samples_per_s", "precompute.masks_khop.samples_per_s_compute",
+                 "precompute.masks_khop.peak_rss_tree_sum", "precompute.masks_khop.peak_rss_max_process",
+                 "precompute.bytes_per_sample.total", "precompute.bytes_per_sample.khop.k3",
+                 "precompute.adjacency.seconds", "precompute.records.records_per_s",
+                 "precompute.chunk256.peak_rss_worker", "precompute.baseline.samples_per_s"):
+        assert by_name[name]["value"] > 0, name
+    assert by_name["precompute.masks_khop.samples"]["value"] > 10_000
+    assert by_name["precompute.baseline.agrees"]["value"] == 1  # same k-hop sets and masked counts as PyG
+    assert by_name["precompute.bytes_per_sample.total"]["value"] < by_name[
+        "precompute.bytes_per_sample.dense_uint8"]["value"]
+    assert by_name["precompute.masks_khop.samples"]["meta"]["params"]["scale"] == 0.02
+    assert not list(tmp_path.glob("precompute-out/full/precomputed.zarr"))  # big outputs removed between runs

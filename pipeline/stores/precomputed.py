@@ -39,11 +39,12 @@ from pipeline.errors import StoreError
 
 FORMAT = "yeast-pipeline.precomputed"
 FORMAT_VERSION = 1
-# Measured on masks of 3-gene samples (README): bit-shuffled zstd-3 gives ~10 B per dense
-# node-mask row at ~750 MB/s. Sorted edge ids: byte-shuffled LZ4 compresses them as well as
+# Measured on masks of 3-gene samples (README): LZ4 stores a dense node-mask row in ~37 B
+# (bit-shuffled zstd-3: ~10 B) but encodes at ~24 GB/s and decodes at ~49 GB/s instead of
+# ~2.5 GB/s: the dense view is read by loaders, and 37 B is still nothing. Sorted edge ids: byte-shuffled LZ4 compresses them as well as
 # zstd-1 (~4x) at 1.8 GB/s instead of 0.66 (decoding 2.1 vs 1.1 GB/s). Bit rows of k-hop
 # sets: zstd-1 halves them, LZ4 saves only ~20%.
-MASK_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")
+MASK_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="noshuffle")
 IDS_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 BITS_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="noshuffle")
 #: Target bytes of one inner chunk and one shard (zarr's guidance: chunks of >= ~1 MB).
