@@ -174,3 +174,18 @@ def test_spawn_start_method(build):
     p.start()
     assert q.get(timeout=120) == sorted(_ids(ds))
     p.join()
+
+
+def test_stream_benchmark_smoke(build, tmp_path, capsys):
+    import json
+
+    from pipeline.bench.stream import main as bench
+
+    out = tmp_path / "s.json"
+    assert bench(["--build", str(build), "--seconds", "0.2", "--batch-sizes", "16", "--workers", "0",
+                  "--baseline-samples", "2", "--json", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "baseline: HeteroData" in table and "graph" in table
+    names = {r["name"] for r in json.loads(out.read_text())}
+    assert {"stream.graph.zarr.b16.w0.samples_per_s", "stream.khop.lmdb.b16.w0.samples_per_s",
+            "stream.transformer.zarr.b16.w0.samples_per_s", "stream.baseline.full_graph.samples_per_s"} <= names
