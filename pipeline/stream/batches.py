@@ -43,6 +43,27 @@ class _Tensors:
             out[f.name] = v
         return type(self)(**out)
 
+    def packed(self: B) -> B:
+        """The same batch with every tensor a view into ONE uint8 storage.
+
+        A DataLoader worker sends a batch to the main process storage by storage (one
+        shared-memory handle each); one storage instead of ~8 makes that ~4x cheaper.
+        """
+        tensors: list[torch.Tensor] = []
+        self._map(lambda t: tensors.append(t) or t)
+        offs, total = [], 0
+        for t in tensors:
+            offs.append(total)
+            total += -(-t.numel() * t.element_size() // 8) * 8  # 8-byte aligned views
+        buf = torch.empty(total, dtype=torch.uint8)
+        views = []
+        for t, off in zip(tensors, offs):
+            v = buf[off:off + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
+            v.copy_(t)
+            views.append(v)
+        it = iter(views)
+        return self._map(lambda t: next(it))
+
     def to(self: B, device: Any, non_blocking: bool = False) -> B:
         return self._map(lambda t: t.to(device, non_blocking=non_blocking))
 

@@ -316,7 +316,8 @@ class PerturbationStream(IterableDataset):
         plan, start = self._plan()
         for b in batches_for(plan, start=start, rank=self.rank, world_size=self.world_size, worker=worker,
                              num_workers=n_workers).tolist():
-            yield self.get_batch(plan.batches[b], step=b)
+            batch = self.get_batch(plan.batches[b], step=b)
+            yield batch.packed() if info is not None else batch  # one storage to ship to the main process
 
     def state_dict(self, last_step: int | None = None) -> dict[str, Any]:
         """Where to resume: after the batch whose ``step`` is ``last_step`` (None: the epoch's start)."""
