@@ -40,6 +40,7 @@ from zarr.codecs import BloscCodec
 from pipeline.csr import CSR, incidence, mirror_edges
 from pipeline.errors import StoreError
 from pipeline.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform
+from pipeline.stores._open import open_versioned_group
 
 FORMAT = "yeast-pipeline.graph"
 FORMAT_VERSION = 2
@@ -272,16 +273,5 @@ class GraphStore:
 def open_graph(path: str | Path) -> GraphStore:
     """Open a published graph store read-only; a missing or incomplete store is an error."""
     path = Path(path)
-    if not (path / "zarr.json").is_file():
-        raise StoreError(f"{path}: no graph store here (no zarr.json)")
-    try:
-        root = zarr.open_group(str(path), mode="r")
-    except Exception as e:  # zarr raises several types for a damaged group
-        raise StoreError(f"{path}: not a readable Zarr v3 group: {e}") from e
-    attrs = root.attrs.asdict()
-    if attrs.get("format") != FORMAT or "manifest" not in attrs:
-        raise StoreError(f"{path}: incomplete or foreign store (no {FORMAT} manifest); rebuild it")
-    if attrs.get("format_version") != FORMAT_VERSION:
-        raise StoreError(f"{path}: format version {attrs.get('format_version')}, this code reads "
-                         f"{FORMAT_VERSION}; rebuild it")
+    root = open_versioned_group(path, FORMAT, FORMAT_VERSION, "graph store", "rebuild")
     return GraphStore(path, root)

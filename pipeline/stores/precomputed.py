@@ -36,6 +36,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from pipeline.errors import StoreError
+from pipeline.stores._open import open_versioned_group
 
 FORMAT = "yeast-pipeline.precomputed"
 FORMAT_VERSION = 1
@@ -229,17 +230,7 @@ class PrecomputedStore:
 def open_precomputed(path: str | Path, graph: Any = None) -> PrecomputedStore:
     """Open a published store; with ``graph`` (a GraphStore), check it was computed from that graph."""
     path = Path(path)
-    if not (path / "zarr.json").is_file():
-        raise StoreError(f"{path}: no precomputed store here (no zarr.json)")
-    try:
-        root = zarr.open_group(str(path), mode="r")
-    except Exception as e:  # zarr raises several types for a damaged group
-        raise StoreError(f"{path}: not a readable Zarr v3 group: {e}") from e
-    attrs = root.attrs.asdict()
-    if attrs.get("format") != FORMAT or "manifest" not in attrs:
-        raise StoreError(f"{path}: incomplete or foreign store (no {FORMAT} manifest); recompute it")
-    if attrs.get("format_version") != FORMAT_VERSION:
-        raise StoreError(f"{path}: format version {attrs.get('format_version')}, this code reads {FORMAT_VERSION}")
+    root = open_versioned_group(path, FORMAT, FORMAT_VERSION, "precomputed store", "recompute")
     store = PrecomputedStore(path, root)
     if graph is not None:
         store.check_against(graph.fingerprint, {t: graph.edge_attrs(t)["fingerprint"] for t in graph.edge_types})

@@ -1,0 +1,31 @@
+"""Opening a published Zarr store: present, readable, of the expected format and version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import zarr
+
+from pipeline.errors import StoreError
+
+
+def open_versioned_group(path: Path, fmt: str, version: int, kind: str, remedy: str) -> zarr.Group:
+    """The root group of a published store, or a :class:`StoreError` that says what is wrong.
+
+    ``kind`` names the store in messages ("graph store"); ``remedy`` is the verb to fix
+    it ("rebuild", "recompute"). A store without a manifest is incomplete (its writer
+    died before publishing) and is refused.
+    """
+    if not (path / "zarr.json").is_file():
+        raise StoreError(f"{path}: no {kind} here (no zarr.json)")
+    try:
+        root = zarr.open_group(str(path), mode="r")
+    except Exception as e:  # zarr raises several types for a damaged group
+        raise StoreError(f"{path}: not a readable Zarr v3 group: {e}") from e
+    attrs = root.attrs.asdict()
+    if attrs.get("format") != fmt or "manifest" not in attrs:
+        raise StoreError(f"{path}: incomplete or foreign store (no {fmt} manifest); {remedy} it")
+    if attrs.get("format_version") != version:
+        raise StoreError(f"{path}: format version {attrs.get('format_version')}, this code reads {version}; "
+                         f"{remedy} it")
+    return root
