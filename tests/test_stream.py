@@ -109,6 +109,8 @@ def test_khop_batch_and_pyg_view(build):
     want = unpack(z["khop/per_type/k2"].oindex[b.sample_ids.numpy(), :], static.n_genes)
     assert np.array_equal(sets.numpy(), want)
     pyg = b.to_pyg(static)
+    from torch_geometric.data import Batch
+    assert isinstance(pyg, Batch)
     assert pyg["gene"].n_id.numel() == int(sets.sum()) and pyg["gene"].ptr[-1] == pyg["gene"].n_id.numel()
     for t, (rows, e) in b.induced_edges(static).items():
         ei = static.edge_index[t]

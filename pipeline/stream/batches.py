@@ -183,15 +183,17 @@ class KHopBatch(IndexBatch):
         return out
 
     def to_pyg(self, static: GraphStatic) -> Any:
-        """A PyG ``HeteroData`` holding the B subgraphs as one disjoint union (as ``Batch`` would):
-        ``gene.n_id`` (original gene), ``gene.batch`` and ``gene.ptr``, relabelled edges per type."""
-        from torch_geometric.data import HeteroData
+        """A PyG ``Batch`` (of ``HeteroData``) holding the B subgraphs as one disjoint union:
+        ``gene.n_id`` (original gene), ``gene.batch`` and ``gene.ptr``, relabelled edges per type.
+        Built vectorised, not by ``Batch.from_data_list``; it has no per-example slices
+        (``to_data_list`` is not available)."""
+        from torch_geometric.data import Batch, HeteroData
 
         sets = self.node_sets(static.n_genes)
         b, g = sets.nonzero(as_tuple=True)
         new = torch.full(sets.shape, -1, dtype=torch.long, device=sets.device)
         new[b, g] = torch.arange(len(g), device=sets.device)
-        d = HeteroData()
+        d = Batch(_base_cls=HeteroData)
         d["gene"].n_id, d["gene"].batch = g, b
         d["gene"].x = static.gene_x[g]
         d["gene"].ptr = torch.cat([torch.zeros(1, dtype=torch.long, device=g.device),

@@ -43,22 +43,27 @@ def graph_reg_loss(q: torch.Tensor, k: torch.Tensor, adj: AdjRows) -> torch.Tens
     """Row-wise KL(target || attention) of one head over the sampled rows, averaged over rows and batch.
 
     ``q``, ``k``: [B, N+1, dh] queries and keys of the head (token 0 is CLS, gene g is g+1).
-    Attention of row i is softmax over all tokens; the KL runs over the row's listed
-    columns (targets are 0 on negatives, so they enter through the normalisation only),
-    the reference code's ``kl_div(log(alpha + 1e-8), A_tilde)`` restricted to what is stored.
+    Standard formulation: KL(A_tilde[i, :] || alpha[i, :]) = sum_j t_ij (log t_ij - log alpha_ij)
+    over the row's listed columns, alpha the softmax over ALL keys (not renormalised over
+    the listed columns). Negatives have t = 0 and add no term, but attention mass on them
+    (or on any other token) lowers alpha on the positives and so raises the loss; that is
+    how negatives matter, and no extra term is added. ``log_softmax`` stands in for the
+    reference code's ``log(alpha + 1e-8)`` (same value away from 0, stable). Rows with
+    gene -1 (padding) and their entries are ignored; the mean runs over real rows and batch.
     """
     valid = adj.rows >= 0
-    rows = adj.rows[valid]  # padded rows are empty segments: dropping them leaves cols/target as they are
-    if rows.numel() == 0:
+    n_rows = int(valid.sum())
+    if n_rows == 0:
         return q.new_zeros(())
-    lens = adj.row_ptr.diff()[valid]
-    logits = q[:, rows + 1] @ k.transpose(1, 2) / math.sqrt(q.shape[-1])  # [B, R, N+1]: only sampled rows
+    slot = torch.cumsum(valid, 0) - 1  # row slot -> index among the real rows
+    owner = torch.repeat_interleave(torch.arange(len(adj.rows), device=adj.rows.device), adj.row_ptr.diff())
+    keep = valid[owner]  # entries of padded rows (empty in the stream's batches) are ignored all the same
+    logits = q[:, adj.rows[valid] + 1] @ k.transpose(1, 2) / math.sqrt(q.shape[-1])  # [B, R, N+1]: sampled rows only
     logp = torch.log_softmax(logits, dim=-1)
-    owner = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lens)
-    t = adj.target
-    lp = logp[:, owner, adj.cols + 1]  # [B, nnz]
+    t = adj.target[keep]
+    lp = logp[:, slot[owner[keep]], adj.cols[keep].long() + 1]  # [B, nnz]
     kl = torch.where(t > 0, t * (torch.log(t.clamp(min=1e-12)) - lp), torch.zeros_like(lp))
-    return kl.sum(dim=1).mean() / len(rows)
+    return kl.sum(dim=1).mean() / n_rows
 
 
 class _Block(nn.Module):
@@ -100,7 +105,7 @@ class GraphRegularisedTransformer(nn.Module):
         tok = self.inp(torch.nan_to_num(x)) + self.gene.weight  # [N, d]
         h = torch.cat([self.cls.expand(b, 1, -1), tok.unsqueeze(0).expand(b, -1, -1)], dim=1).clone()
         owner = torch.repeat_interleave(torch.arange(b, device=pert_ptr.device), pert_ptr.diff())
-        h[owner, pert_genes + 1] = h[owner, pert_genes + 1] + self.ptype(pert_types)  # M(S), vectorised
+        h.index_put_((owner, pert_genes + 1), self.ptype(pert_types), accumulate=True)  # M(S), vectorised
         reg = h.new_zeros(())
         for i, blk in enumerate(self.blocks):
             h, q, k = blk(h)
@@ -127,11 +132,16 @@ class MaskedGNN(nn.Module):
                                                   for t in self.types}) for _ in range(n_layers))
         self.head = nn.Sequential(nn.Linear(2 * d_hidden, d_hidden), nn.ReLU(), nn.Linear(d_hidden, n_labels))
 
-    def forward(self, gene_x: torch.Tensor, edge_index: dict[str, torch.Tensor], node_mask: torch.Tensor,
-                edge_masks: dict[str, torch.Tensor], pert_ptr: torch.Tensor, pert_genes: torch.Tensor) -> torch.Tensor:
+    def tokens(self, gene_x: torch.Tensor) -> torch.Tensor:
+        """Input embedding of every gene [N, d]: Linear(nan_to_num(gene_x)) + learned gene embedding."""
         x = gene_x if gene_x.shape[1] else gene_x.new_zeros(gene_x.shape[0], 1)
-        nm = node_mask.unsqueeze(-1).to(x.dtype)  # [B, N, 1]
-        h = (self.inp(torch.nan_to_num(x)) + self.gene.weight).unsqueeze(0) * nm  # removed genes are zero
+        return self.inp(torch.nan_to_num(x)) + self.gene.weight
+
+    def embed(self, gene_x: torch.Tensor, edge_index: dict[str, torch.Tensor], node_mask: torch.Tensor,
+              edge_masks: dict[str, torch.Tensor], h0: torch.Tensor | None = None) -> torch.Tensor:
+        """Final gene embeddings per sample [B, N, d]; removed genes are 0 at every layer."""
+        nm = node_mask.unsqueeze(-1).to(gene_x.dtype)  # [B, N, 1]
+        h = (self.tokens(gene_x) if h0 is None else h0).unsqueeze(0) * nm
         for self_w, msg_w in zip(self.self_w, self.msg_w):
             out = self_w(h)
             for t in self.types:
@@ -140,9 +150,17 @@ class MaskedGNN(nn.Module):
                 m = msg_w[t](h)[:, src] * keep  # messages of every sample at once
                 agg = torch.zeros_like(h).index_add_(1, dst, m)
                 deg = torch.zeros(h.shape[0], h.shape[1], 1, device=h.device, dtype=h.dtype).index_add_(1, dst, keep)
-                out = out + agg / deg.clamp(min=1)
+                out = out + agg / deg.clamp(min=1)  # mean over kept in-edges of type t
             h = torch.relu(out) * nm
-        present = (h * nm).sum(1) / nm.sum(1).clamp(min=1)
+        return h
+
+    def forward(self, gene_x: torch.Tensor, edge_index: dict[str, torch.Tensor], node_mask: torch.Tensor,
+                edge_masks: dict[str, torch.Tensor], pert_ptr: torch.Tensor, pert_genes: torch.Tensor) -> torch.Tensor:
+        h0 = self.tokens(gene_x)
+        h = self.embed(gene_x, edge_index, node_mask, edge_masks, h0)
+        nm = node_mask.unsqueeze(-1).to(h.dtype)
+        present = h.sum(1) / nm.sum(1).clamp(min=1)  # mean over present genes (removed ones are 0)
         owner = torch.repeat_interleave(torch.arange(len(pert_ptr) - 1, device=pert_ptr.device), pert_ptr.diff())
-        z = segment_mean(h[owner, pert_genes], pert_ptr)
+        # a removed (deleted) gene's final embedding is 0, so its input token says which gene it was
+        z = segment_mean(h[owner, pert_genes] + h0[pert_genes], pert_ptr)
         return self.head(torch.cat([present, z], dim=1))

@@ -17,7 +17,12 @@ Pure numpy, no I/O. Contract:
   DataLoader interleaves them, so the rank sees its batches in order.
 - Resume: after ``start`` global batches (all ranks consumed theirs), :func:`batches_for`
   with ``start`` gives exactly the remaining batches for any number of workers; for
-  another number of ranks, :func:`remaining` gives the samples still due, to re-plan.
+  another number of ranks, :func:`remaining` gives the samples still due, to re-plan
+  with :func:`plan_epoch`. Ranks advance in lockstep, so a ``start`` that is not a
+  multiple of ``world_size`` (e.g. ``last_step + 1`` as seen by a low rank) is rounded
+  *up* to whole rounds: when any rank has finished its k-th batch, every rank has, so
+  ``ceil(start / world_size)`` batches per rank count as consumed. :func:`remaining`
+  rounds the same way when given the plan's ``world_size``.
 
 >>> order = epoch_order(np.arange(10), chunk=4, seed=0, epoch=0, shuffle=False)
 >>> plan = plan_epoch(order, batch_size=3, world_size=2)
@@ -47,17 +52,22 @@ def _keys(values: np.ndarray, *salt: int) -> np.ndarray:
 def epoch_order(ids: np.ndarray, *, chunk: int, seed: int, epoch: int, shuffle: bool = True,
                 window_blocks: int = 4) -> np.ndarray:
     """The epoch's permutation of ``ids`` (see the module docstring)."""
-    ids = np.asarray(ids, dtype=np.int64)
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or not (ids.dtype.kind in "iu" or ids.size == 0):
+        raise ValueError(f"ids must be a 1-D integer array, got shape {ids.shape} dtype {ids.dtype}")
+    ids = ids.astype(np.int64)
     if chunk < 1 or window_blocks < 1:
         raise ValueError(f"chunk and window_blocks must be >= 1, got {chunk}, {window_blocks}")
+    if ids.size and ids.min() < 0:
+        raise ValueError("ids must be non-negative sample ids")
     if not shuffle or len(ids) == 0:
         return ids.copy()
     block = ids // chunk
-    blocks = np.unique(block)
-    perm = blocks[np.argsort(_keys(blocks, seed, epoch, 1), kind="stable")]
-    rank = np.empty(int(blocks.max()) + 1, dtype=np.int64)
+    blocks = np.unique(block)  # sorted
+    perm = np.argsort(_keys(blocks, seed, epoch, 1), kind="stable")  # block blocks[perm[j]] goes j-th
+    rank = np.empty(len(blocks), dtype=np.int64)
     rank[perm] = np.arange(len(perm))
-    window = rank[block] // window_blocks
+    window = rank[np.searchsorted(blocks, block)] // window_blocks
     within = _keys(ids, seed, epoch, 2)
     return ids[np.lexsort((within, window))]
 
@@ -75,7 +85,10 @@ def plan_epoch(order: np.ndarray, *, batch_size: int, world_size: int = 1, drop_
     """Cut ``order`` into global batches, a multiple of ``world_size`` of them."""
     if batch_size < 1 or world_size < 1:
         raise ValueError(f"batch_size and world_size must be >= 1, got {batch_size}, {world_size}")
-    order = np.asarray(order, dtype=np.int64)
+    order = np.asarray(order)
+    if order.ndim != 1 or not (order.dtype.kind in "iu" or order.size == 0):
+        raise ValueError(f"order must be a 1-D integer array, got shape {order.shape} dtype {order.dtype}")
+    order = order.astype(np.int64)
     per_round = batch_size * world_size
     if drop_last:
         n = (len(order) // per_round) * per_round
@@ -92,23 +105,38 @@ def batches_for(plan: Plan, *, start: int, rank: int, world_size: int, worker: i
     """Indices into ``plan.batches`` that (rank, worker) yields, in order, from global batch ``start`` on.
 
     ``start`` is rounded up to a whole round of ``world_size`` batches (ranks advance in lockstep).
+    ``world_size`` must be the one the plan was made for (its batch count is a multiple of it).
     """
     if not (0 <= rank < world_size and 0 <= worker < num_workers):
         raise ValueError(f"rank {rank} of {world_size}, worker {worker} of {num_workers}: out of range")
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    if len(plan.batches) % world_size:
+        raise ValueError(f"the plan has {len(plan.batches)} batches, not a multiple of world_size {world_size}: "
+                         "re-plan with plan_epoch(remaining(plan, start), world_size=...)")
     start = -(-int(start) // world_size) * world_size
     mine = np.arange(start + rank, len(plan.batches), world_size, dtype=np.int64)
     return mine[worker::num_workers]
 
 
-def remaining(plan: Plan, start: int) -> np.ndarray:
-    """Sample ids not yet consumed after ``start`` global batches, in order, without the padding."""
+def remaining(plan: Plan, start: int, *, world_size: int = 1) -> np.ndarray:
+    """Sample ids not yet consumed after ``start`` global batches, in order, without the padding.
+
+    ``start`` is rounded up to a multiple of ``world_size`` (pass the plan's, as :func:`batches_for`
+    does; the default 1 takes ``start`` as is). Samples dropped by ``drop_last`` are not in the plan,
+    so not in the result either.
+    """
+    if start < 0 or world_size < 1:
+        raise ValueError(f"start must be >= 0 and world_size >= 1, got {start}, {world_size}")
+    start = -(-int(start) // world_size) * world_size
     flat = plan.batches.reshape(-1)
     real = len(flat) - plan.n_padded
-    begin = min(int(start) * plan.batches.shape[1], real) if plan.batches.size else 0
+    begin = min(start * plan.batches.shape[1], real) if plan.batches.size else 0
     return flat[begin:real]
 
 
 def state_dict(epoch: int, start: int, seed: int) -> dict[str, int]:
+    """The resume state: the epoch, the global batches consumed in it, and the shuffle seed."""
     return {"epoch": int(epoch), "start": int(start), "seed": int(seed)}
 
 
@@ -118,7 +146,7 @@ def check_state(state: dict[str, Any]) -> dict[str, int]:
     for key in ("epoch", "start", "seed"):
         if key not in state:
             raise ValueError(f"stream state: missing {key!r}")
-        if not isinstance(state[key], (int, np.integer)) or state[key] < 0:
+        if isinstance(state[key], bool) or not isinstance(state[key], (int, np.integer)) or state[key] < 0:
             raise ValueError(f"stream state: {key!r} must be a non-negative integer, got {state[key]!r}")
         out[key] = int(state[key])
     return out
