@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m pipeline.build --graphs string12 --dataset kuzmin2018 --dataset costanzo2016
+	$(BIN)/python -m pipeline.build --graphs string12 --dataset kuzmin2018 --dataset costanzo2016 \
+		--precompute masks,khop,adjacency-rows
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -649,5 +649,6 @@ def summarize_precompute(store: Path) -> str:
              f"artifacts: {', '.join(m['parameters']['artifacts'])}",
              f"{'array':40s} {'MB':>10s} {'bytes/sample':>13s}"]
     for k, v in m["stored_bytes"].items():
-        lines.append(f"{k:40s} {v / 1e6:10.2f} {v / n:13.1f}")
+        fixed = k.startswith(("khop_genes", "adjacency"))  # per gene / per step, not per sample
+        lines.append(f"{k:40s} {v / 1e6:10.2f} {'(fixed)' if fixed else f'{v / n:.1f}':>13s}")
     return "\n".join(lines)
