@@ -140,23 +140,30 @@ def gene_khop_bits(csrs: Sequence[CSR], n: int, ks: Sequence[int] = (1, 2, 3),
     return {k: _to_bytes(w, n) for k, w in acc.items()}
 
 
-def sample_bits(gene_bits: np.ndarray, s_indptr: np.ndarray, s_genes: np.ndarray) -> np.ndarray:
-    """The k-hop set of each sample: OR of its genes' rows of ``gene_bits``; uint8 [m, ceil(n/8)].
+def as_words(gene_bits: np.ndarray) -> np.ndarray:
+    """Bit rows as uint64 words (zero-padded to a multiple of 8 bytes): :func:`sample_bits`'s
+    fast input, worth making once when the same table serves many calls."""
+    pad = (-gene_bits.shape[1]) % 8
+    return np.ascontiguousarray(np.pad(gene_bits, ((0, 0), (0, pad))) if pad else gene_bits).view(np.uint64)
 
-    A sample without genes gets the empty set.
+
+def sample_bits(gene_bits: np.ndarray, s_indptr: np.ndarray, s_genes: np.ndarray,
+                width: int | None = None) -> np.ndarray:
+    """The k-hop set of each sample: OR of its genes' rows of ``gene_bits``; uint8 [m, width].
+
+    ``gene_bits`` is uint8 bit rows, or their :func:`as_words` (then ``width`` is the bytes
+    per row to return, ``ceil(n/8)``). A sample without genes gets the empty set.
     """
+    words = gene_bits if gene_bits.dtype == np.uint64 else as_words(gene_bits)
+    width = width if width is not None else (gene_bits.shape[1] if gene_bits.dtype == np.uint8
+                                             else 8 * gene_bits.shape[1])
     m = len(s_indptr) - 1
-    width = gene_bits.shape[1]
     out = np.zeros((m, width), dtype=np.uint8)
-    lens = np.diff(s_indptr)
-    has = lens > 0
+    has = np.diff(s_indptr) > 0
     if not has.any():
         return out
-    # OR in 8-byte words when the width allows (8x fewer operations)
-    pad = (-width) % 8
-    src = np.pad(gene_bits, ((0, 0), (0, pad))).view(np.uint64) if pad else gene_bits.view(np.uint64)
-    gathered = src[s_genes]
-    red = np.bitwise_or.reduceat(gathered, np.minimum(s_indptr[:-1], len(s_genes) - 1), axis=0)
+    # OR in 8-byte words (8x fewer operations than bytes)
+    red = np.bitwise_or.reduceat(words[s_genes], np.minimum(s_indptr[:-1], len(s_genes) - 1), axis=0)
     out[has] = red[has].view(np.uint8)[:, :width]
     return out
 

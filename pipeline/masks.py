@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.perturbations import CODES
+from pipeline.ragged import indptr_from_owner, owner, segment_sum, take_csr
 
 #: Type codes that remove a gene from the strain (node mask 0) by default.
 REMOVING_TYPES: tuple[int, ...] = (CODES["deletion"], CODES["temperature_sensitive"], CODES["knockdown"],
@@ -33,17 +34,6 @@ REMOVING_TYPES: tuple[int, ...] = (CODES["deletion"], CODES["temperature_sensiti
 
 #: Type codes that make an added (heterologous) gene present in the strain.
 ADDING_TYPES: tuple[int, ...] = (CODES["addition"], CODES["overexpression"])
-
-
-def _owner(indptr: np.ndarray) -> np.ndarray:
-    """Sample number of every value of a CSR: ``[0,0,1,2,2,...]``."""
-    return np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
-
-
-def _indptr_from_owner(owner: np.ndarray, m: int) -> np.ndarray:
-    ptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(np.bincount(owner, minlength=m), out=ptr[1:])
-    return ptr
 
 
 def node_base(added: np.ndarray) -> np.ndarray:
@@ -67,14 +57,14 @@ def node_mask_flips(s_indptr: np.ndarray, s_genes: np.ndarray, s_types: np.ndarr
     """
     is_added = np.asarray(added, dtype=bool)[s_genes]
     flip = np.where(is_added, removing(s_types, ADDING_TYPES), removing(s_types, removing_types))
-    return _indptr_from_owner(_owner(s_indptr)[flip], len(s_indptr) - 1), s_genes[flip].astype(np.int32)
+    return indptr_from_owner(owner(s_indptr)[flip], len(s_indptr) - 1), s_genes[flip].astype(np.int32)
 
 
 def removed_genes(s_indptr: np.ndarray, s_genes: np.ndarray, s_types: np.ndarray, added: np.ndarray,
                   removing_types: tuple[int, ...] = REMOVING_TYPES) -> tuple[np.ndarray, np.ndarray]:
     """Per sample, the genome genes it removes (node mask 1 -> 0): (indptr int64, genes int32)."""
     keep = removing(s_types, removing_types) & ~np.asarray(added, dtype=bool)[s_genes]
-    return _indptr_from_owner(_owner(s_indptr)[keep], len(s_indptr) - 1), s_genes[keep].astype(np.int32)
+    return indptr_from_owner(owner(s_indptr)[keep], len(s_indptr) - 1), s_genes[keep].astype(np.int32)
 
 
 #: Entries (incidence ids) handled per block by :func:`removed_edges`: ~2 MB of int64 keys stays
@@ -95,10 +85,8 @@ def removed_edges(inc_indptr: np.ndarray, inc_edges: np.ndarray, r_indptr: np.nd
     (array([0, 2, 4, 4]), array([0, 1, 0, 1], dtype=int32))
     """
     m = len(r_indptr) - 1
-    lens = inc_indptr[r_genes + 1] - inc_indptr[r_genes]
     per_sample = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(np.add.reduceat(lens, np.minimum(r_indptr[:-1], max(len(lens) - 1, 0))) * (np.diff(r_indptr) > 0)
-              if len(lens) else np.zeros(m, np.int64), out=per_sample[1:])
+    np.cumsum(segment_sum(np.diff(inc_indptr)[r_genes], r_indptr), out=per_sample[1:])
     if per_sample[-1] == 0:
         return np.zeros(m + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
     # blocks of whole samples holding about _BLOCK_ENTRIES entries each
@@ -118,27 +106,20 @@ def removed_edges(inc_indptr: np.ndarray, inc_edges: np.ndarray, r_indptr: np.nd
 def _removed_block(inc_indptr: np.ndarray, inc_edges: np.ndarray, r_indptr: np.ndarray,
                    r_genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m = len(r_indptr) - 1
-    a = inc_indptr[r_genes]
-    lens = inc_indptr[r_genes + 1] - a
-    total = int(lens.sum())
-    if total == 0:
+    gptr, ids = take_csr(inc_indptr, r_genes, inc_edges)  # every removed gene's incident edges, gene by gene
+    if len(ids) == 0:
         return np.zeros(m, dtype=np.int64), np.zeros(0, dtype=np.int32)
-    # positions into inc_edges of every (removed gene, incident edge), gene by gene
-    starts = np.cumsum(lens) - lens
-    pos = np.arange(total, dtype=np.int64)
-    pos += np.repeat(a - starts, lens)
     # one sort of (sample, edge) keys both orders each sample's ids and exposes the
     # duplicates (edges between two removed genes of one sample)
-    key = inc_edges[pos].astype(np.int64, copy=False)
-    key |= np.repeat(_owner(r_indptr) << 32, lens)
+    key = ids.astype(np.int64, copy=False)
+    key |= np.repeat(owner(r_indptr) << 32, np.diff(gptr))
     key.sort()
     keep = np.empty(len(key), dtype=bool)
     keep[0] = True
     np.not_equal(key[1:], key[:-1], out=keep[1:])
     key = key[keep]
     bounds = np.searchsorted(key, np.arange(m + 1, dtype=np.int64) << 32)
-    return np.diff(bounds), key.view(np.int32)[0::2].copy() if key.dtype.byteorder in "<=" and np.little_endian \
-        else (key & 0xFFFFFFFF).astype(np.int32)
+    return np.diff(bounds), key.astype(np.int32)  # the low 32 bits: the edge id
 
 
 def dense_from_positions(base: np.ndarray | int, width: int, indptr: np.ndarray,
@@ -151,6 +132,5 @@ def dense_from_positions(base: np.ndarray | int, width: int, indptr: np.ndarray,
     m = len(indptr) - 1
     out = np.empty((m, width), dtype=np.uint8)
     out[:] = np.asarray(base, dtype=np.uint8)
-    rows = _owner(indptr)
-    out[rows, positions] ^= 1
+    out[owner(indptr), positions] ^= 1
     return out

@@ -38,12 +38,13 @@ import zarr
 import pipeline
 from pipeline.buildkey import build_key, is_current
 from pipeline.errors import StoreError
-from pipeline.khop import MODES, gene_khop_bits, n_bytes, sample_bits
+from pipeline.khop import MODES, as_words, gene_khop_bits, n_bytes, sample_bits
 from pipeline.masks import (REMOVING_TYPES, dense_from_positions, node_base, node_mask_flips, removed_edges,
                             removed_genes)
+from pipeline.ragged import segment_sum
 from pipeline.stores.atomic import publish_dir
 from pipeline.stores.dataset import open_dataset
-from pipeline.stores.graph import CHUNK_ELEMS, open_graph
+from pipeline.stores.graph import open_graph, put_array
 from pipeline.stores.precomputed import (BITS_CODEC, FORMAT, FORMAT_VERSION, IDS_CODEC, MASK_CODEC, PROGRESS,
                                          SHARD_BYTES, INNER_BYTES, _pow2_floor, create_chunked_csr, create_rows,
                                          digest, open_precomputed, read_chunked_csr, read_markers, write_chunked_csr,
@@ -164,7 +165,9 @@ def plan_precompute(cfg: PrecomputeConfig, graph_store: Path, dataset_store: Pat
     if current and records is not None:
         from pipeline.stores.records import open_records
         try:
-            current = open_records(records).manifest.get("build_key") == key
+            rec = open_records(records)
+            current = rec.manifest.get("build_key") == key
+            rec.close()  # py-lmdb: a writer cannot open an environment a reader of this process holds
         except StoreError:
             current = False
     return PrecomputePlan(cfg, graph_store, dataset_store, store, records, _staging_path(store, key),
@@ -173,13 +176,6 @@ def plan_precompute(cfg: PrecomputeConfig, graph_store: Path, dataset_store: Pat
 
 
 # --- prepare -----------------------------------------------------------------------------
-
-def _put(group: zarr.Group, name: str, data: np.ndarray, codec: Any = IDS_CODEC) -> None:
-    arr = group.create_array(name, shape=data.shape, dtype=data.dtype,
-                             chunks=(max(1, min(len(data), CHUNK_ELEMS)),) + data.shape[1:], compressors=codec)
-    if data.size:
-        arr[...] = data
-
 
 def _sample_csr(dataset_store: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     df = open_dataset(dataset_store).scan().select("sample_id", "gene_idx", "types").collect()
@@ -196,13 +192,9 @@ def _sample_csr(dataset_store: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def _chunk_caps(inc_ptr: np.ndarray, r_ptr: np.ndarray, r_genes: np.ndarray, chunk: int) -> int:
     """An upper bound of removed edge ids in any chunk: the sum of the removed genes' incidence lengths."""
-    per_gene = np.diff(inc_ptr)[r_genes]
-    per_sample = np.add.reduceat(per_gene, np.minimum(r_ptr[:-1], max(len(per_gene) - 1, 0))) if len(per_gene) \
-        else np.zeros(len(r_ptr) - 1, np.int64)
-    per_sample = np.where(np.diff(r_ptr) > 0, per_sample, 0)
-    n = len(per_sample)
-    pad = (-n) % chunk
-    return int(np.pad(per_sample, (0, pad)).reshape(-1, chunk).sum(axis=1).max()) if n else 0
+    per_sample = segment_sum(np.diff(inc_ptr)[r_genes], r_ptr)
+    pad = (-len(per_sample)) % chunk
+    return int(np.pad(per_sample, (0, pad)).reshape(-1, chunk).sum(axis=1).max()) if len(per_sample) else 0
 
 
 def _adjacency_layout(steps: int, rows: int, negatives: int) -> tuple[int, int]:
@@ -233,16 +225,16 @@ def prepare_precompute(plan: PrecomputePlan) -> Path:
     root = zarr.open_group(str(st), mode="w", zarr_format=3)
     root.attrs.update({"format": FORMAT + ".partial", "key": plan.key})
     pg = root.create_group("perturbation")
-    _put(pg, "indptr", ptr)
-    _put(pg, "genes", genes)
-    _put(pg, "types", types)
+    put_array(pg, "indptr", ptr, IDS_CODEC)
+    put_array(pg, "genes", genes, IDS_CODEC)
+    put_array(pg, "types", types, IDS_CODEC)
     n, C = plan.n_samples, cfg.chunk_samples
     if "masks" in cfg.artifacts:
         ng = root.create_group("node_mask")
-        _put(ng, "base", node_base(added))
+        put_array(ng, "base", node_base(added), IDS_CODEC)
         fptr, fgenes = node_mask_flips(ptr, genes, types, added, cfg.removing_types)
-        _put(ng, "indptr", fptr)
-        _put(ng, "genes", fgenes)
+        put_array(ng, "indptr", fptr, IDS_CODEC)
+        put_array(ng, "genes", fgenes, IDS_CODEC)
         create_rows(ng, "dense", n, n_genes, np.uint8, C, MASK_CODEC)
         rptr, rgenes = removed_genes(ptr, genes, types, added, cfg.removing_types)
         eg = root.create_group("edge_mask")
@@ -260,14 +252,14 @@ def prepare_precompute(plan: PrecomputePlan) -> Path:
             bits = gene_khop_bits(csrs, n_genes, cfg.khop, mode)
             kgm, sgm = kg.create_group(mode), sg.create_group(mode)
             for k, b in bits.items():
-                _put(kgm, f"k{k}", b, BITS_CODEC)
+                put_array(kgm, f"k{k}", b, BITS_CODEC)
                 create_rows(sgm, f"k{k}", n, n_bytes(n_genes), np.uint8, C, BITS_CODEC)
             log.info("k-hop (%s): per-gene sets for k=%s; mean size %s", mode, list(bits),
                      [round(float(np.unpackbits(b, axis=1).sum(axis=1).mean()), 1) for b in bits.values()])
     if "adjacency-rows" in cfg.artifacts:
         a = params["adjacency"]
         ag = root.create_group("adjacency")
-        _put(ag, "valid", (~added).astype(np.uint8))
+        put_array(ag, "valid", (~added).astype(np.uint8), IDS_CODEC)
         inner, shard = _adjacency_layout(a["steps"], a["rows"], a["negatives"])
         for t in a["graphs"]:
             g = ag.create_group(t)
@@ -295,7 +287,7 @@ class _Context:
     base: np.ndarray
     incidence: dict[str, tuple[np.ndarray, np.ndarray]]
     nnz: dict[str, int]
-    gene_bits: dict[tuple[str, int], np.ndarray]
+    gene_bits: dict[tuple[str, int], np.ndarray]  # uint64 words (khop.as_words), padded once
 
 
 def tune_malloc() -> None:
@@ -327,7 +319,7 @@ def _context(staging: str, graph_store: str, key: str) -> _Context:
     if "khop_genes" in root:
         for mode, g in root["khop_genes"].groups():
             for name, arr in g.arrays():
-                bits[(mode, int(name[1:]))] = arr[:]
+                bits[(mode, int(name[1:]))] = as_words(arr[:])
     return _Context(graph.n_genes, graph.added, node_base(graph.added), inc, nnz, bits)
 
 
@@ -373,7 +365,7 @@ def compute_sample_chunk(staging: str, graph_store: str, key: str, chunk: int, p
             if params.get("dense_edge_masks"):
                 _write_dense_edges(g["dense"], first, ctx.nnz[t], eptr, eids)
     for (mode, k), gb in sorted(ctx.gene_bits.items()):
-        bits = sample_bits(gb, sip, genes)
+        bits = sample_bits(gb, sip, genes, width=n_bytes(ctx.n_genes))
         root[f"khop/{mode}/k{k}"][first:first + count] = bits
         sums[f"khop/{mode}/k{k}"] = digest(bits)
     body = {"chunk": chunk, "first": first, "count": count, "crc32": sums}

@@ -82,6 +82,7 @@ def _check_samples(store: PrecomputedStore, graph: GraphStore, ids: np.ndarray) 
     ei = {t: graph.edge_index(t) for t in graph.edge_types}
     problems = []
     C = store.chunk_samples
+    chunks: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     for i in ids.tolist():
         g = genes[ptr[i]:ptr[i + 1]].tolist()
         ty = types[ptr[i]:ptr[i + 1]].tolist()
@@ -90,7 +91,10 @@ def _check_samples(store: PrecomputedStore, graph: GraphStore, ids: np.ndarray) 
             if not np.array_equal(store.node_mask_dense(slice(i, i + 1))[0], want["node"]):
                 problems.append(f"sample {i}: dense node mask differs from the recomputation")
             for t in graph.edge_types:
-                eptr, eids = store.removed_edges(t, i // C)
+                key = (t, i // C)
+                if key not in chunks:  # each chunk's ids read once, not once per sample
+                    chunks[key] = store.removed_edges(t, i // C)
+                eptr, eids = chunks[key]
                 j = i % C
                 if not np.array_equal(eids[eptr[j]:eptr[j + 1]], want["edges"][t]):
                     problems.append(f"sample {i}: removed edges of {t} differ from the recomputation")

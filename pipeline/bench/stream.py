@@ -39,22 +39,13 @@ TARGET_RATIO = 500
 
 def ensure_build(workdir: Path, scale: float) -> Path:
     """The full-scale synthetic build with everything precomputed (built once; reused while current)."""
-    from pipeline.bench.dataset import ensure_tables
+    from pipeline.bench.precompute import GRAPHS, ensure_inputs
     from pipeline.precompute import PrecomputeConfig
     from pipeline.stages import BuildConfig, run_build
-    from pipeline.synth.graph import generate
 
-    raw = workdir / f"synth-all-seed0-scale{scale:g}"
-    if not (raw / "params-all.json").is_file():
-        generate(raw, scale=scale, seed=0)
-        (raw / "params-all.json").write_text('{"seed": 0, "scale": %g}\n' % scale)
-    kz = ensure_tables(workdir, "kuzmin2018", 1.0)
-    link = raw / "kuzmin2018"
-    if not link.exists():
-        link.symlink_to((kz / "kuzmin2018").resolve())
-    gff = next((raw / "genome").glob("*.gff"))
-    cfg = BuildConfig(graphs=["string12", "physical", "tflink", "regulatory"], raw=raw, genes=gff,
-                      out=workdir / "stream-out", name=f"full{scale:g}", datasets=["kuzmin2018"],
+    raw, gff = ensure_inputs(workdir, seed=0, scale=scale)  # the same inputs as the precompute benchmark
+    cfg = BuildConfig(graphs=GRAPHS, raw=raw, genes=gff, out=workdir / "stream-out", name=f"full{scale:g}",
+                      datasets=["kuzmin2018"],
                       precompute=PrecomputeConfig(khop=(1, 2, 3), lmdb=True, adjacency_steps=1000))
     return Path(run_build(cfg).graph).parent
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zarr
 
@@ -29,3 +31,15 @@ def open_versioned_group(path: Path, fmt: str, version: int, kind: str, remedy: 
         raise StoreError(f"{path}: format version {attrs.get('format_version')}, this code reads {version}; "
                          f"{remedy} it")
     return root
+
+
+@dataclass
+class PublishedStore:
+    """A published Zarr store opened read-only: its path, root group and manifest."""
+
+    path: Path
+    root: zarr.Group
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return dict(self.root.attrs["manifest"])

@@ -40,7 +40,7 @@ from zarr.codecs import BloscCodec
 from pipeline.csr import CSR, incidence, mirror_edges
 from pipeline.errors import StoreError
 from pipeline.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform
-from pipeline.stores._open import open_versioned_group
+from pipeline.stores._open import PublishedStore, open_versioned_group
 
 FORMAT = "yeast-pipeline.graph"
 FORMAT_VERSION = 2
@@ -51,16 +51,16 @@ _COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
 _STR_COMPRESSOR = None  # zarr's default for strings (vlen-utf8 + zstd)
 
 
-def _put(group: zarr.Group, name: str, data: np.ndarray) -> None:
+def put_array(group: zarr.Group, name: str, data: np.ndarray, codec: BloscCodec = _COMPRESSOR) -> None:
+    """Write ``data`` as ``group/name``, chunked by ~CHUNK_ELEMS rows (strings: zarr's vlen-utf8)."""
     data = np.asarray(data)
-    chunks = (max(1, min(len(data), CHUNK_ELEMS)),)
+    chunks = (max(1, min(len(data), CHUNK_ELEMS)),) + data.shape[1:]
     if data.dtype.kind in "UOT":
         arr = group.create_array(name, shape=data.shape, dtype=str, chunks=chunks)
     else:
-        arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks,
-                                 compressors=_COMPRESSOR)
-    if len(data):
-        arr[:] = data
+        arr = group.create_array(name, shape=data.shape, dtype=data.dtype, chunks=chunks, compressors=codec)
+    if data.size:
+        arr[...] = data
 
 
 def edge_fingerprint(gene_fingerprint: str, csr: CSR) -> str:
@@ -115,20 +115,20 @@ def write_features(root: zarr.Group, features: GeneFeatures) -> None:
 def write_genes(root: zarr.Group, genes: GeneIndex) -> None:
     t = genes.table
     g = root.create_group("genes")
-    _put(g, "id", t["id"].to_numpy().astype(str))
-    _put(g, "name", t["name"].fill_null("").to_numpy().astype(str))
-    _put(g, "added", genes.added.astype(np.uint8))
+    put_array(g, "id", t["id"].to_numpy().astype(str))
+    put_array(g, "name", t["name"].fill_null("").to_numpy().astype(str))
+    put_array(g, "added", genes.added.astype(np.uint8))
     chrom_code = {c: i for i, c in enumerate(CHROMOSOMES)}
-    _put(g, "chromosome", np.array([chrom_code.get(c, -1) if c else -1 for c in t["chromosome"].to_list()],
-                                   dtype=np.int8))
+    put_array(g, "chromosome", np.array([chrom_code.get(c, -1) if c else -1 for c in t["chromosome"].to_list()],
+                                        dtype=np.int8))
     strand = t["strand"].to_list()
-    _put(g, "strand", np.array([1 if s == "+" else -1 if s == "-" else 0 for s in strand], dtype=np.int8))
+    put_array(g, "strand", np.array([1 if s == "+" else -1 if s == "-" else 0 for s in strand], dtype=np.int8))
     for c in ("start", "end", "length"):
-        _put(g, c, t[c].fill_null(-1).to_numpy().astype(np.int64))
+        put_array(g, c, t[c].fill_null(-1).to_numpy().astype(np.int64))
     for col, prefix in (("go_terms", "go"), ("aliases", "alias")):
         ip, vals = _list_csr(t[col])
-        _put(g, f"{prefix}_indptr", ip)
-        _put(g, "go_terms" if prefix == "go" else "aliases", vals)
+        put_array(g, f"{prefix}_indptr", ip)
+        put_array(g, "go_terms" if prefix == "go" else "aliases", vals)
     g.attrs.update({"n_genes": len(genes), "fingerprint": genes.fingerprint,
                     "chromosomes": CHROMOSOMES, "source": genes.source})
 
@@ -137,14 +137,14 @@ def write_edge_type(root: zarr.Group, name: str, csr: CSR, gene_fingerprint: str
                     meta: dict[str, Any]) -> dict[str, Any]:
     """Write one edge type under ``edges/<name>``; returns its attributes."""
     g = root.require_group("edges").create_group(name)
-    _put(g, "indptr", csr.indptr.astype(np.int64))
-    _put(g, "indices", csr.indices.astype(np.int32))
-    _put(g, "weights", csr.weights.astype(np.float32))
+    put_array(g, "indptr", csr.indptr.astype(np.int64))
+    put_array(g, "indices", csr.indices.astype(np.int32))
+    put_array(g, "weights", csr.weights.astype(np.float32))
     if not csr.directed:
-        _put(g, "mirror", mirror_edges(csr).astype(np.int32))
+        put_array(g, "mirror", mirror_edges(csr).astype(np.int32))
     inc_ptr, inc_ids = incidence(csr)
-    _put(g, "incidence_indptr", inc_ptr)
-    _put(g, "incidence_edges", inc_ids.astype(np.int32))
+    put_array(g, "incidence_indptr", inc_ptr)
+    put_array(g, "incidence_edges", inc_ids.astype(np.int32))
     attrs = {"directed": csr.directed, "pairs": csr.n_pairs, "nnz": csr.nnz,
              "fingerprint": edge_fingerprint(gene_fingerprint, csr), **meta}
     g.attrs.update(attrs)
@@ -157,19 +157,12 @@ def write_manifest(root: zarr.Group, manifest: dict[str, Any]) -> None:
 
 
 @dataclass
-class GraphStore:
+class GraphStore(PublishedStore):
     """A published graph store, opened read-only. Arrays are read on first use and cached.
 
     >>> g = open_graph("data/processed/string12/graph.zarr")   # doctest: +SKIP
     >>> g.edge_types, len(g.gene_ids), g.csr("string12_coexpression").nnz   # doctest: +SKIP
     """
-
-    path: Path
-    root: zarr.Group
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return dict(self.root.attrs["manifest"])
 
     @property
     def fingerprint(self) -> str:

@@ -36,7 +36,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from pipeline.errors import StoreError
-from pipeline.stores._open import open_versioned_group
+from pipeline.stores._open import PublishedStore, open_versioned_group
 
 FORMAT = "yeast-pipeline.precomputed"
 FORMAT_VERSION = 1
@@ -153,20 +153,13 @@ def read_markers(store: Path, prefix: str) -> dict[str, dict[str, Any]]:
 
 
 @dataclass
-class PrecomputedStore:
+class PrecomputedStore(PublishedStore):
     """A published precomputed store, opened read-only.
 
     >>> s = open_precomputed("data/processed/sample/precomputed.zarr")   # doctest: +SKIP
     >>> s.node_mask_dense(np.arange(64)).shape                           # doctest: +SKIP
     (64, 6607)
     """
-
-    path: Path
-    root: zarr.Group
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return dict(self.root.attrs["manifest"])
 
     @property
     def n_samples(self) -> int:

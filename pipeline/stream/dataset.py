@@ -34,25 +34,13 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.errors import StoreError
+from pipeline.ragged import take_csr
 from pipeline.stream.batches import (AdjRows, GraphBatch, GraphStatic, IndexBatch, KHopBatch, TransformerBatch)
 from pipeline.stream.order import batches_for, epoch_order, plan_epoch, remaining
 
 FORMATS = ("index", "graph", "khop", "transformer")
 LAYOUTS = ("zarr", "lmdb")
 DEFAULT_LABELS = ("fitness", "interaction")
-
-
-def take_csr(ptr: np.ndarray, idx: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Rows ``idx`` of a CSR (``ptr`` + aligned value arrays): (new ptr, values...), vectorised.
-
-    >>> take_csr(np.array([0, 2, 3, 5]), np.array([2, 0]), np.arange(5))
-    (array([0, 2, 4]), array([3, 4, 0, 1]))
-    """
-    a, lens = ptr[idx], ptr[idx + 1] - ptr[idx]
-    out = np.zeros(len(idx) + 1, dtype=np.int64)
-    np.cumsum(lens, out=out[1:])
-    pos = np.arange(out[-1], dtype=np.int64) + np.repeat(a - out[:-1], lens)
-    return (out, *(v[pos] for v in values))
 
 
 @dataclass
@@ -124,10 +112,18 @@ class PerturbationStream(IterableDataset):
         self.n_genes, self.chunk = int(m["graph"]["n_genes"]), int(m["chunk_samples"])
         self.adjacency = m["parameters"].get("adjacency") or {}
         self.adjacency_graphs = list(adjacency_graphs or self.adjacency.get("graphs", []))
+        splits = {"train": 0, "val": 1, "test": 2}
+        if split is not None and split not in splits:
+            raise ValueError(f"split {split!r}: expected one of {', '.join(splits)} or None (every sample)")
+        have = ds.scan().collect_schema().names()
         cols = ["sample_id", *labels] + ([f"split_{split_name}"] if split else [])
+        missing = [c for c in cols if c not in have]
+        if missing:
+            raise ValueError(f"{self.paths['dataset']}: no column(s) {missing} (split_name / labels); "
+                             f"it has {have}")
         df = ds.scan().select(cols).collect()
         if split is not None:
-            code = {"train": 0, "val": 1, "test": 2}[split]
+            code = splits[split]
             keep = df[f"split_{split_name}"].to_numpy() == code
         else:
             keep = np.ones(df.height, bool)
@@ -151,6 +147,8 @@ class PerturbationStream(IterableDataset):
                 from pipeline.stores.records import open_records
                 self._records = open_records(self.paths["records"])
             self._graph_csr: dict[str, Any] = {}
+            self._steps_per_shard = (int(self._zarr["adjacency"].attrs["steps_per_shard"])
+                                     if "adjacency" in self._zarr else 0)
             self._cache.clear()
             self._adj_cache.clear()
             self._pid = os.getpid()
@@ -246,8 +244,8 @@ class PerturbationStream(IterableDataset):
         e, s = self.epoch % a["epochs"], step % a["steps"]
         z = self._stores()["zarr"]
         out = {}
+        block = self._steps_per_shard
         for t in self.adjacency_graphs:
-            block = int(z["adjacency"].attrs["steps_per_shard"])
             key = (t, e, s // block)
             if key not in self._adj_cache:  # one read per shard of steps, not per step
                 g = z[f"adjacency/{t}"]

@@ -1,0 +1,45 @@
+"""Ragged arrays in CSR form (``indptr`` int64 [m+1] + aligned values): the few vectorised
+operations every stage needs, with no Python loop per row."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def owner(indptr: np.ndarray) -> np.ndarray:
+    """Row number of every value: ``owner([0, 2, 3]) == [0, 0, 1]``."""
+    return np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+
+
+def indptr_from_owner(rows: np.ndarray, m: int) -> np.ndarray:
+    """The indptr of ``m`` rows whose values belong, in order, to the (ascending) ``rows``."""
+    ptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=m), out=ptr[1:])
+    return ptr
+
+
+def segment_sum(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` per row (0 for empty rows), int64 or float as ``values``.
+
+    >>> segment_sum(np.array([1, 2, 3]), np.array([0, 2, 2, 3])).tolist()
+    [3, 0, 3]
+    """
+    m = len(indptr) - 1
+    if len(values) == 0:
+        return np.zeros(m, dtype=values.dtype)
+    sums = np.add.reduceat(values, np.minimum(indptr[:-1], len(values) - 1))
+    return np.where(np.diff(indptr) > 0, sums, 0)
+
+
+def take_csr(ptr: np.ndarray, idx: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Rows ``idx`` of a CSR (``ptr`` + aligned value arrays): (new ptr, values...).
+
+    >>> take_csr(np.array([0, 2, 3, 5]), np.array([2, 0]), np.arange(5))
+    (array([0, 2, 4]), array([3, 4, 0, 1]))
+    """
+    a, lens = ptr[idx], ptr[idx + 1] - ptr[idx]
+    out = np.zeros(len(idx) + 1, dtype=np.int64)
+    np.cumsum(lens, out=out[1:])
+    pos = np.arange(out[-1], dtype=np.int64)
+    pos += np.repeat(a - out[:-1], lens)
+    return (out, *(v[pos] for v in values))
