@@ -16,7 +16,9 @@ Semantics (the contract in ``storage_layout.md``):
 - **Edge mask** (uint8 per edge of one edge type, edge id = CSR position, both
   orientations of undirected types): 0 where the edge touches a removed gene, 1
   elsewhere. The compact form stores the removed edge ids, ascending
-  (:func:`removed_edges`).
+  (:func:`removed_edges`); for an undirected type only those of one orientation
+  (``id < mirror[id]``), since both orientations of an edge are removed together
+  (:func:`one_orientation` before, :func:`both_orientations` after).
 
 Everything here is vectorised over samples; nothing loops per sample in Python.
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.perturbations import CODES
-from pipeline.ragged import indptr_from_owner, owner, segment_sum, take_csr
+from pipeline.ragged import indptr_from_owner, owner, segment_sum
 
 #: Type codes that remove a gene from the strain (node mask 0) by default.
 REMOVING_TYPES: tuple[int, ...] = (CODES["deletion"], CODES["temperature_sensitive"], CODES["knockdown"],
@@ -67,59 +69,103 @@ def removed_genes(s_indptr: np.ndarray, s_genes: np.ndarray, s_types: np.ndarray
     return indptr_from_owner(owner(s_indptr)[keep], len(s_indptr) - 1), s_genes[keep].astype(np.int32)
 
 
-#: Entries (incidence ids) handled per block by :func:`removed_edges`: ~2 MB of int64 keys stays
-#: in cache; measured 2.7x faster than one pass over a 4096-sample chunk.
-_BLOCK_ENTRIES = 1 << 18
+#: Entries (incidence ids) handled per block by :func:`removed_edges`: the block's keys
+#: (256 KB of int32) stay in cache; measured fastest among 2**16..2**20 at full scale.
+_BLOCK_ENTRIES = 1 << 16
 
 
 def removed_edges(inc_indptr: np.ndarray, inc_edges: np.ndarray, r_indptr: np.ndarray,
-                  r_genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  r_genes: np.ndarray, n_edges: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per sample, the ids of the edges touching any of its removed genes, ascending and distinct.
 
     ``inc_indptr``/``inc_edges`` is the edge type's gene -> incident edge index
     (:func:`pipeline.csr.incidence`); ``r_indptr``/``r_genes`` the removed genes per
-    sample (:func:`removed_genes`). Returns (indptr int64 [m+1], edge ids int32).
+    sample (:func:`removed_genes`); ``n_edges`` the edge count of the type (an upper
+    bound of the ids; read from ``inc_edges`` when omitted). Returns (indptr int64
+    [m+1], edge ids int32).
 
     >>> inc_ptr, inc = np.array([0, 2, 4, 4]), np.array([0, 1, 1, 0])   # one undirected edge 0-1
     >>> removed_edges(inc_ptr, inc, np.array([0, 1, 3, 3]), np.array([0, 0, 1]))
     (array([0, 2, 4, 4]), array([0, 1, 0, 1], dtype=int32))
     """
     m = len(r_indptr) - 1
-    per_sample = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(segment_sum(np.diff(inc_indptr)[r_genes], r_indptr), out=per_sample[1:])
-    if per_sample[-1] == 0:
+    r_genes = np.asarray(r_genes, dtype=np.int64)
+    starts = inc_indptr[r_genes]
+    lens = inc_indptr[r_genes + 1] - starts
+    cum = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(segment_sum(lens, r_indptr), out=cum[1:])
+    if cum[-1] == 0:
         return np.zeros(m + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
-    # blocks of whole samples holding about _BLOCK_ENTRIES entries each
-    cuts = np.unique(np.searchsorted(per_sample, np.arange(0, per_sample[-1], _BLOCK_ENTRIES), side="right") - 1)
-    cuts = np.append(cuts[cuts < m], m)
-    counts, parts = np.zeros(m, dtype=np.int64), []
-    for s0, s1 in zip(cuts[:-1], cuts[1:]):
-        ptr = r_indptr[s0:s1 + 1]
-        c, ids = _removed_block(inc_indptr, inc_edges, ptr - ptr[0], r_genes[ptr[0]:ptr[-1]])
-        counts[s0:s1] = c
-        parts.append(ids)
+    if n_edges is None:
+        n_edges = int(inc_edges.max()) + 1
+    id_bits = max(1, int(n_edges - 1).bit_length())
+    # one sort of (sample within block, edge) keys both orders each sample's ids and exposes
+    # the duplicates (edges between two removed genes of one sample); int32 keys when the
+    # block's sample number fits beside the id (half the bytes to sort), else int64
+    key_dtype = np.int32 if id_bits <= 24 else np.int64
+    max_block = 1 << ((31 if key_dtype is np.int32 else 63) - id_bits)
+    # blocks of whole samples: about _BLOCK_ENTRIES entries, at most max_block samples
+    cuts = np.searchsorted(cum, np.arange(0, cum[-1], _BLOCK_ENTRIES), side="right") - 1
+    cuts = np.unique(np.concatenate([cuts, np.arange(0, m, max_block), [m]]))
+    starts_l, ends_l = starts.tolist(), (starts + lens).tolist()
+    own = (owner(r_indptr)).astype(key_dtype)
+    low = key_dtype((1 << id_bits) - 1)
     indptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
+    parts = []
+    for s0, s1 in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        g0, g1 = int(r_indptr[s0]), int(r_indptr[s1])
+        if cum[s1] == cum[s0]:
+            continue
+        # slices of contiguous incidence rows: cheaper than a fancy-index gather
+        key = np.repeat((own[g0:g1] - key_dtype(s0)) << key_dtype(id_bits), lens[g0:g1])
+        key |= np.concatenate([inc_edges[a:b] for a, b in zip(starts_l[g0:g1], ends_l[g0:g1])])
+        key.sort()
+        keep = np.empty(len(key), dtype=bool)
+        keep[0] = True
+        np.not_equal(key[1:], key[:-1], out=keep[1:])
+        key = key[keep]
+        bounds = np.searchsorted(key, np.arange(1, s1 - s0 + 1, dtype=key_dtype) << key_dtype(id_bits))
+        indptr[s0 + 1:s1 + 1] = bounds
+        indptr[s0 + 1:s1 + 1] -= np.concatenate([[0], bounds[:-1]])
+        key &= low
+        parts.append(key.astype(np.int32, copy=False))
+    np.cumsum(indptr, out=indptr)
     return indptr, np.concatenate(parts)
 
 
-def _removed_block(inc_indptr: np.ndarray, inc_edges: np.ndarray, r_indptr: np.ndarray,
-                   r_genes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    m = len(r_indptr) - 1
-    gptr, ids = take_csr(inc_indptr, r_genes, inc_edges)  # every removed gene's incident edges, gene by gene
-    if len(ids) == 0:
-        return np.zeros(m, dtype=np.int64), np.zeros(0, dtype=np.int32)
-    # one sort of (sample, edge) keys both orders each sample's ids and exposes the
-    # duplicates (edges between two removed genes of one sample)
-    key = ids.astype(np.int64, copy=False)
-    key |= np.repeat(owner(r_indptr) << 32, np.diff(gptr))
+def one_orientation(inc_indptr: np.ndarray, inc_edges: np.ndarray,
+                    mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The incidence of an undirected type restricted to one orientation per edge: ids with ``id < mirror[id]``.
+
+    Every edge still appears under both its endpoints, so :func:`removed_edges` over it
+    yields the removed edges of that orientation: half the ids (and the work) of the
+    full incidence; :func:`both_orientations` restores the others.
+
+    >>> ip, inc = np.array([0, 2, 4]), np.array([0, 1, 1, 0])   # edge 0 = (0, 1), its mirror 1 = (1, 0)
+    >>> one_orientation(ip, inc, mirror=np.array([1, 0]))
+    (array([0, 1, 2]), array([0, 0]))
+    """
+    keep = inc_edges < mirror[inc_edges]
+    indptr = np.zeros(len(inc_indptr), dtype=np.int64)
+    np.cumsum(segment_sum(keep.astype(np.int64), inc_indptr), out=indptr[1:])
+    return indptr, inc_edges[keep]
+
+
+def both_orientations(indptr: np.ndarray, ids: np.ndarray, mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, ``ids`` and their mirrors, ascending: one-orientation removed edges -> all of them.
+
+    >>> both_orientations(np.array([0, 1, 1]), np.array([0]), mirror=np.array([2, 3, 0, 1]))
+    (array([0, 2, 2]), array([0, 2], dtype=int32))
+    """
+    m = len(indptr) - 1
+    key = np.concatenate([ids, mirror[ids]]).astype(np.int64)
+    rows = np.tile(owner(indptr), 2)
+    key |= rows << 32
     key.sort()
-    keep = np.empty(len(key), dtype=bool)
-    keep[0] = True
-    np.not_equal(key[1:], key[:-1], out=keep[1:])
-    key = key[keep]
-    bounds = np.searchsorted(key, np.arange(m + 1, dtype=np.int64) << 32)
-    return np.diff(bounds), key.astype(np.int32)  # the low 32 bits: the edge id
+    out = np.zeros(m + 1, dtype=np.int64)
+    out[1:] = 2 * np.diff(indptr)
+    np.cumsum(out, out=out)
+    return out, (key & 0xFFFFFFFF).astype(np.int32)
 
 
 def dense_from_positions(base: np.ndarray | int, width: int, indptr: np.ndarray,

@@ -23,12 +23,14 @@ def segment_sum(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
 
     >>> segment_sum(np.array([1, 2, 3]), np.array([0, 2, 2, 3])).tolist()
     [3, 0, 3]
+    >>> segment_sum(np.array([1, 2, 3, 4]), np.array([0, 1, 4, 4])).tolist()   # empty rows at the end
+    [1, 9, 0]
     """
-    m = len(indptr) - 1
-    if len(values) == 0:
-        return np.zeros(m, dtype=values.dtype)
-    sums = np.add.reduceat(values, np.minimum(indptr[:-1], len(values) - 1))
-    return np.where(np.diff(indptr) > 0, sums, 0)
+    # differences of a running sum: reduceat cannot express a non-empty row followed by
+    # empty ones at the end (it would stop the row one value short)
+    run = np.zeros(len(values) + 1, dtype=np.result_type(values.dtype, np.int64))
+    np.cumsum(values, out=run[1:])
+    return run[indptr[1:]] - run[indptr[:-1]]
 
 
 def take_csr(ptr: np.ndarray, idx: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:

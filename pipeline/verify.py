@@ -93,7 +93,7 @@ def _check_samples(store: PrecomputedStore, graph: GraphStore, ids: np.ndarray) 
             for t in graph.edge_types:
                 key = (t, i // C)
                 if key not in chunks:  # each chunk's ids read once, not once per sample
-                    chunks[key] = store.removed_edges(t, i // C)
+                    chunks[key] = store.removed_edges(t, i // C, graph)
                 eptr, eids = chunks[key]
                 j = i % C
                 if not np.array_equal(eids[eptr[j]:eptr[j + 1]], want["edges"][t]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -96,10 +97,16 @@ def test_node_and_edge_masks_equal_naive(built):
             emask = np.ones(len(src), np.uint8)
             for x in removed:
                 emask[(src == x) | (dst == x)] = 0
-            eptr, eids = s.removed_edges(t, i // 256)
+            eptr, eids = s.removed_edges(t, i // 256, graph)
             j = i % 256
             assert np.array_equal(eids[eptr[j]:eptr[j + 1]], np.flatnonzero(emask == 0)), (t, i)
             assert np.array_equal(edense[row], emask), (t, i)
+            # as stored: one orientation (id < mirror[id]) of an undirected type, all ids of a directed one
+            sptr, sids = s.removed_edges(t, i // 256)
+            mirror = graph.mirror(t)
+            stored = np.flatnonzero((emask == 0) & ((mirror is None) or (np.arange(len(emask)) < mirror)))
+            assert np.array_equal(sids[sptr[j]:sptr[j + 1]], stored), (t, i)
+            assert s.edge_orientation(t) == ("both" if mirror is None else "one")
 
 
 def test_khop_equals_pyg(built):
@@ -295,6 +302,37 @@ def test_resume_after_partial_run_equals_uninterrupted(built, tmp_path):
     assert m["chunks"][1]["crc32"]
 
 
+def test_earlier_runs_chunks_are_reverified_and_readback_is_checked(built, tmp_path, monkeypatch, caplog):
+    """A chunk left by an interrupted run is decoded again before publishing (a damaged one is
+    computed afresh), and a task whose arrays read back differently writes no marker."""
+    from pipeline import precompute as pc
+
+    res, tmp = built
+    cfg = BuildConfig(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
+                      added_genes=_added(tmp), precompute=None)
+    r = run_build(cfg)
+    plan = pc.plan_precompute(PrecomputeConfig(**PRE), r.graph, r.dataset)
+    staging = pc.prepare_precompute(plan)
+    pc.compute_sample_chunk(str(staging), str(r.graph), plan.key, 0, plan.parameters, plan.n_samples)
+    arr = zarr.open_array(str(staging / "node_mask" / "dense"), mode="r+")
+    row = arr[3]
+    row[0] ^= 1
+    arr[3] = row  # damage chunk 0 after its marker was written
+    want = {m["chunk"]: m for m in open_precomputed(res.precomputed).manifest["chunks"]}
+    with caplog.at_level(logging.WARNING, logger="pipeline.precompute"):
+        out = pc.run_precompute_tasks(plan, staging)
+    assert "failed re-verification" in caplog.text and "node_mask/dense: samples 0.." in caplog.text
+    assert out["recomputed_tasks"] == 1 and out["chunks"][0] == want[0]  # chunk 0 computed again
+
+    orig = pc.read_chunked_csr
+    monkeypatch.setattr(pc, "read_chunked_csr", lambda g, chunk, count=None: (orig(g, chunk, count)[0] + 1,
+                                                                              orig(g, chunk, count)[1]))
+    (staging / "progress" / "samples-000001.json").unlink(missing_ok=True)
+    with pytest.raises(StoreError, match="read back differently"):
+        pc.compute_sample_chunk(str(staging), str(r.graph), plan.key, 1, plan.parameters, plan.n_samples)
+    assert not (staging / "progress" / "samples-000001.json").exists()
+
+
 @pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted(built, tmp_path):
     """kill -9 the CLI (and its dask workers) mid-run; the rerun resumes and equals an uninterrupted store."""
@@ -359,7 +397,7 @@ def test_real_dango_string9_1_masks_and_khop(real_dango, tmp_path):
         g = genes[ptr[i]:ptr[i + 1]]
         removed = [int(x) for x, c in zip(g, types[ptr[i]:ptr[i + 1]]) if c != CODES["overexpression"]]
         for t, (src, dst) in eis.items():
-            eptr, eids = s.removed_edges(t, i // 64)
+            eptr, eids = s.removed_edges(t, i // 64, graph)
             want = np.flatnonzero(np.isin(src, removed) | np.isin(dst, removed))
             assert np.array_equal(eids[eptr[i % 64]:eptr[i % 64 + 1]], want)
         for k in (1, 2):

@@ -242,6 +242,12 @@ class GraphStore(PublishedStore):
         return CSR(g["indptr"][:], g["indices"][:], g["weights"][:], directed,
                    mirror=None if directed else g["mirror"][:])
 
+    def mirror(self, name: str) -> np.ndarray | None:
+        """int32 [nnz]: the id of each edge's reverse orientation (undirected types); None if directed."""
+        self._check_type(name)
+        g = self.root[f"edges/{name}"]
+        return None if g.attrs["directed"] else g["mirror"][:]
+
     def incidence(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(indptr int64 [n+1], edge ids int32): the edges of ``name`` touching each gene."""
         self._check_type(name)

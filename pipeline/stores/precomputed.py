@@ -10,6 +10,7 @@ samples per chunk, ``K = ceil(n / C)`` chunks)::
       node_mask/dense                       uint8 [n, N]
       edge_mask/<type>/ptr                  int64 [K, C+1]: per chunk, offsets of each sample's ids
       edge_mask/<type>/values               int32 [K, cap]: per chunk, removed edge ids, ascending per sample
+                                            (undirected types: one orientation, id < mirror[id])
       edge_mask/<type>/dense                uint8 [n, nnz]            (--dense-edge-masks only)
       khop/<mode>/k<k>                      uint8 [n, ceil(N/8)]: bit-packed k-hop node sets
       khop_genes/<mode>/k<k>                uint8 [N, ceil(N/8)]: the per-gene sets they are OR-ed from
@@ -39,7 +40,7 @@ from pipeline.errors import StoreError
 from pipeline.stores._open import PublishedStore, open_versioned_group
 
 FORMAT = "yeast-pipeline.precomputed"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: undirected edge masks store one orientation
 # Measured on masks of 3-gene samples (README): LZ4 stores a dense node-mask row in ~37 B
 # (bit-shuffled zstd-3: ~10 B) but encodes at ~24 GB/s and decodes at ~49 GB/s instead of
 # ~2.5 GB/s: the dense view is read by loaders, and 37 B is still nothing. Sorted edge ids: byte-shuffled LZ4 compresses them as well as
@@ -95,14 +96,21 @@ def create_chunked_csr(group: zarr.Group, name: str, n_chunks: int, chunk_sample
     return g
 
 
+def written(arr: zarr.Array) -> zarr.Array:
+    """``arr`` for writing rows that are never all fill value: zarr's default compares every
+    chunk with the fill value before encoding it (a full pass; measured 3x the lz4 encode
+    of a dense node-mask chunk), a check that can only fail here."""
+    return arr.with_config({"write_empty_chunks": True})
+
+
 def write_chunked_csr(g: zarr.Group, chunk: int, indptr: np.ndarray, values: np.ndarray) -> None:
-    ptr = g["ptr"]
+    ptr = written(g["ptr"])
     full = np.empty(ptr.shape[1], dtype=np.int64)
     full[:len(indptr)] = indptr
     full[len(indptr):] = indptr[-1]  # the last chunk's missing samples are empty
     ptr[chunk] = full
     if len(values):
-        vals = g["values"]
+        vals = written(g["values"])
         if len(values) > vals.shape[1]:
             raise StoreError(f"chunk {chunk}: {len(values)} values exceed the planned capacity {vals.shape[1]}")
         vals[chunk, :len(values)] = values
@@ -190,11 +198,23 @@ class PrecomputedStore(PublishedStore):
         a = self.root["node_mask/dense"]
         return a[rows] if isinstance(rows, slice) else a.oindex[np.asarray(rows), :]
 
-    def removed_edges(self, edge_type: str, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-        """Removed edge ids of the samples of one chunk: (indptr [count+1], ids int32)."""
+    def edge_orientation(self, edge_type: str) -> str:
+        """``one`` (undirected type: ids with id < mirror[id] stored) or ``both`` (directed type: all ids)."""
+        return str(self.root[f"edge_mask/{edge_type}"].attrs["orientation"])
+
+    def removed_edges(self, edge_type: str, chunk: int, graph: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Removed edge ids of the samples of one chunk: (indptr [count+1], ids int32), ascending per sample.
+
+        As stored (one orientation of an undirected type) without ``graph``; with ``graph``
+        (the GraphStore it was computed from), every removed id, both orientations.
+        """
         first = chunk * self.chunk_samples
         count = min(self.chunk_samples, self.n_samples - first)
-        return read_chunked_csr(self.root[f"edge_mask/{edge_type}"], chunk, count)
+        ptr, ids = read_chunked_csr(self.root[f"edge_mask/{edge_type}"], chunk, count)
+        if graph is None or self.edge_orientation(edge_type) == "both":
+            return ptr, ids
+        from pipeline.masks import both_orientations
+        return both_orientations(ptr, ids, graph.mirror(edge_type))
 
     def khop_bits(self, k: int, mode: str = "per_type", rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         a = self.root[f"khop/{mode}/k{k}"]
