@@ -37,8 +37,10 @@ def write_dataset(final: Path, samples: pl.DataFrame, genes: GeneIndex, manifest
     clean_stale(final)
     tmp = staging_dir(final)
     try:
+        # zstd level 1: at 4.7M samples 20% faster to write than the default level (3) for
+        # 13% more bytes, and as fast to read
         samples.write_parquet(tmp / "samples.parquet", row_group_size=ROW_GROUP, compression="zstd",
-                              statistics=True)
+                              compression_level=1, statistics=True)
         pl.DataFrame({"index": np.arange(len(genes), dtype=np.int32), "id": genes.table["id"]}).write_parquet(
             tmp / "genes.parquet")
         body = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
