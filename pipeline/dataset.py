@@ -114,6 +114,20 @@ def _sort_key(key: np.ndarray) -> np.ndarray:
     return np.where(key >= UNKNOWN, key, (_n_genes(key) << np.uint64(58)) | key)
 
 
+def _in_canonical_order(obs: pl.DataFrame, sk: np.ndarray, by_source: bool) -> bool:
+    """Are the rows ordered by sort key (and, if ``by_source``, then by input and source row)?"""
+    if len(sk) < 2:
+        return True
+    if not bool(np.all(sk[1:] >= sk[:-1])):
+        return False
+    if not by_source:
+        return True
+    same = sk[1:] == sk[:-1]
+    b, r = obs["source_bits"].to_numpy(), obs["source_row"].to_numpy()
+    back = (b[1:] < b[:-1]) | ((b[1:] == b[:-1]) & (r[1:] < r[:-1]))
+    return not bool(np.any(same & back))
+
+
 def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     """One row per strain ``key`` from its replicate observations, in canonical order.
 
@@ -134,18 +148,19 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
         raise ValueError(f"replicate policy must be 'mean' or 'first', got {policy!r}")
     key = obs["key"].to_numpy()
     sk = _sort_key(key)
-    if policy == "first":  # within a strain: lowest input (tag bit), then source row
-        order = np.lexsort((obs["source_row"].to_numpy(), obs["source_bits"].to_numpy(), sk))
-    else:
-        order = np.argsort(sk)
-    sk = sk[order]
+    # input already in canonical order (a sorted table) needs no permutation
+    order = None if _in_canonical_order(obs, sk, policy == "first") else (
+        np.lexsort((obs["source_row"].to_numpy(), obs["source_bits"].to_numpy(), sk)) if policy == "first"
+        else np.argsort(sk))
+    if order is not None:
+        sk = sk[order]
     starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]])) if len(sk) else np.zeros(0, np.int64)
-    out: dict[str, Any] = {"key": key[order[starts]],
-                           "n_rows": np.diff(np.append(starts, len(sk))).astype(np.uint32)}
+    run_len = np.diff(np.append(starts, len(sk)))
     del sk
+    first = starts if order is None else order[starts]
+    out: dict[str, Any] = {"key": key[first], "n_rows": run_len.astype(np.uint32)}
     screen = obs["screen"]
     if policy == "first":
-        first = order[starts]
         for c in obs.columns:
             if c not in ("key", "screen"):
                 out[c] = obs[c].to_numpy()[first]
@@ -154,10 +169,10 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
 
     # Most strains are measured once: their values are copied through; only the rows of
     # replicated strains are gathered and reduced.
-    run_len = np.diff(np.append(starts, len(order)))
-    first = order[starts]
     multi = run_len > 1
-    m_rows = order[np.repeat(multi, run_len)]  # rows of replicated strains, grouped by strain
+    in_multi = np.repeat(multi, run_len)
+    m_rows = np.flatnonzero(in_multi) if order is None else order[in_multi]  # grouped by strain
+    del in_multi
     m_starts = np.concatenate([[0], np.cumsum(run_len[multi])[:-1]]).astype(np.int64)
     has_multi = bool(multi.any())
 
@@ -176,7 +191,9 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     names = screen.unique().drop_nulls().sort()
     lut = np.full(int(names.to_physical().max() or 0) + 2, len(names), dtype=np.int64)
     lut[names.to_physical().to_numpy()] = np.arange(len(names))
-    best = reduce(lut[screen.to_physical().fill_null(len(lut) - 1).to_numpy()], np.minimum)
+    phys = screen.to_physical()
+    best = reduce(lut[(phys.fill_null(len(lut) - 1) if phys.null_count() else phys).to_numpy()], np.minimum)
+    del phys
     # rank -> name by a join (no per-row Python strings)
     rank_names = pl.DataFrame({"r": np.arange(len(names), dtype=np.int64), "screen": names.cast(pl.String)})
     cols["screen"] = pl.DataFrame({"r": best}).join(rank_names, on="r", how="left", maintain_order="left")["screen"]

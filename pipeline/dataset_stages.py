@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import polars as pl
 import pipeline
 from pipeline.buildkey import build_key, is_current
 from pipeline.dataset import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, encode
-from pipeline.errors import SourceMissingError
+from pipeline.errors import SourceFormatError, SourceMissingError
 from pipeline.registry import DATASETS, SAMPLE_DIR, find_dataset_files
 from pipeline.stores.dataset import FORMAT_VERSION, open_dataset, write_dataset
 from pipeline.stores.graph import open_graph
@@ -53,7 +54,7 @@ def _dataset_files(cfg: Any, name: str) -> tuple[list[Path], str]:
 
 def plan_dataset(cfg: Any, graph_store: Path) -> DatasetPlan:
     """Resolve and hash the phenotype tables; the dataset is current if its key matches."""
-    from pipeline.stages import describe_input  # the graph stages own input description
+    from pipeline.stages import default_workers, describe_input  # the graph stages own input description
 
     unknown = [n for n in cfg.datasets if n not in DATASETS]
     if unknown:
@@ -62,7 +63,9 @@ def plan_dataset(cfg: Any, graph_store: Path) -> DatasetPlan:
     inputs = {}
     for name in names:
         files, origin = _dataset_files(cfg, name)
-        inputs[name] = [describe_input(name, f, origin) for f in files]
+        # hashed on parallel threads (hashlib releases the GIL): the Costanzo tables are 1.9 GB
+        with ThreadPoolExecutor(max(1, min(len(files), default_workers()))) as ex:
+            inputs[name] = list(ex.map(lambda f, n=name, o=origin: describe_input(n, f, o), files))
     graph_fp = open_graph(graph_store).fingerprint
     params = {"datasets": names, "replicates": cfg.replicates, "on_unknown_allele": cfg.on_unknown_allele,
               "split_seed": cfg.split_seed,
@@ -80,10 +83,16 @@ def build_dataset(plan: DatasetPlan) -> Path:
     genes = open_graph(plan.graph_store).genes  # the graph's own index: both artifacts agree by construction
     policy = plan.parameters["on_unknown_allele"]
     reader_stats: dict[str, dict[str, int]] = {n: {} for n in plan.names}
-    frames = [encode(DATASETS[n].reader([Path(f.path) for f in plan.inputs[n]], policy, reader_stats[n]),
+    # scores are parsed once, by the collect below; the readers' validation pass checks strains only
+    frames = [encode(DATASETS[n].reader([Path(f.path) for f in plan.inputs[n]], policy, reader_stats[n], False),
                      genes, tag=i) for i, n in enumerate(plan.names)]
     enc = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    agg = aggregate(collect_observations(enc), plan.parameters["replicates"])
+    try:
+        obs = collect_observations(enc)
+    except pl.exceptions.PolarsError as e:
+        raise _value_error(plan, policy) or e
+    agg = aggregate(obs, plan.parameters["replicates"])
+    del obs
     unknown = agg.filter(pl.col("key") >= int(UNKNOWN))
     dropped = dict.fromkeys(plan.names, 0)
     for k, n_rows in zip(unknown["key"].to_list(), unknown["n_rows"].to_list()):
@@ -114,6 +123,18 @@ def build_dataset(plan: DatasetPlan) -> Path:
     path = write_dataset(plan.store, samples, genes, manifest)
     log.info("published %s (%.1fs)", path, time.perf_counter() - t0)
     return path
+
+
+def _value_error(plan: DatasetPlan, policy: str) -> Exception | None:
+    """The readers' own error for a value that does not parse (file, line, column), found by
+    reading each input again with its scores checked; None if none of them fails."""
+    for n in plan.names:
+        for f in plan.inputs[n]:
+            try:
+                DATASETS[n].reader([Path(f.path)], policy, {}, True)
+            except SourceFormatError as err:
+                return err
+    return None
 
 
 def summarize_dataset(path: Path) -> str:

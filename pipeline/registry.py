@@ -168,8 +168,9 @@ def find_raw(source: Source, raw: Path) -> Path | None:
 
 # --- phenotype tables (the dataset stage) -------------------------------------------------
 
-# (files, on_unknown_allele, stats dict to fill) -> observations (pipeline.perturbations.OBSERVATION_SCHEMA)
-DatasetReader = Callable[[list[Path], str, dict], "pl.LazyFrame"]  # noqa: F821 - polars imported lazily
+# (files, on_unknown_allele, stats dict to fill, check_values) -> observations
+# (pipeline.perturbations.OBSERVATION_SCHEMA); check_values: see pipeline.sources._phenotype
+DatasetReader = Callable[[list[Path], str, dict, bool], "pl.LazyFrame"]  # noqa: F821 - polars imported lazily
 
 
 @dataclass(frozen=True)
@@ -182,23 +183,25 @@ class DatasetSource:
     description: str = ""
 
 
-def _kuzmin2018(paths: list[Path], on_unknown: str, stats: dict):
+def _kuzmin2018(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True):
     import polars as pl
 
     from pipeline.sources.kuzmin import scan_kuzmin2018
-    return pl.concat([scan_kuzmin2018(p, on_unknown=on_unknown, stats=stats) for p in paths], how="vertical")
+    return pl.concat([scan_kuzmin2018(p, on_unknown=on_unknown, stats=stats, check_values=check_values)
+                      for p in paths], how="vertical")
 
 
-def _kuzmin2020(paths: list[Path], on_unknown: str, stats: dict):
+def _kuzmin2020(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True):
     import polars as pl
 
     from pipeline.sources.kuzmin import read_kuzmin2020
-    return pl.concat([read_kuzmin2020(p, on_unknown=on_unknown, stats=stats) for p in paths], how="vertical")
+    return pl.concat([read_kuzmin2020(p, on_unknown=on_unknown, stats=stats, check_values=check_values)
+                      for p in paths], how="vertical")
 
 
-def _costanzo2016(paths: list[Path], on_unknown: str, stats: dict):
+def _costanzo2016(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True):
     from pipeline.sources.costanzo import scan_costanzo2016
-    return scan_costanzo2016(paths, on_unknown=on_unknown, stats=stats)
+    return scan_costanzo2016(paths, on_unknown=on_unknown, stats=stats, check_values=check_values)
 
 
 DATASETS: dict[str, DatasetSource] = {d.name: d for d in [

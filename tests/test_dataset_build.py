@@ -74,3 +74,26 @@ def test_dataset_benchmark_runs(tmp_path):
     recs = json.loads(out.read_text())
     names = {x["name"] for x in (recs["records"] if isinstance(recs, dict) else recs)}
     assert "dataset.kuzmin.rows_per_s" in names
+
+
+def test_non_numeric_score_fails_the_build_naming_file_line_and_column(tmp_path, capsys):
+    """The stage parses scores once (in its collect, not in the readers' validation pass); a bad
+    one still stops it with the reader's message: file, line and column."""
+    from pipeline.registry import SAMPLE_DIR
+
+    raw = tmp_path / "raw" / "costanzo2016"
+    raw.mkdir(parents=True)
+    for p in sorted((SAMPLE_DIR / "costanzo2016").glob("SGA_*.sample.txt")):
+        lines = p.read_text().splitlines(keepends=True)
+        name = p.name.replace(".sample", "")
+        if name == "SGA_NxN.txt":
+            cells = lines[3].rstrip("\n").split("\t")
+            cells[5] = "0.0x7"  # the 3rd data row's interaction score
+            lines[3] = "\t".join(cells) + "\n"
+        (raw / name).write_text("".join(lines))
+    argv = ["--graphs", "string12_fusion", "--dataset", "costanzo2016", "--raw", str(tmp_path / "raw"),
+            "--out", str(tmp_path / "out"), "-q"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "SGA_NxN.txt" in err and "line 4" in err and "0.0x7" in err and "Genetic interaction score" in err
+    assert not (tmp_path / "out" / "string12" / "dataset").exists()

@@ -18,7 +18,10 @@ Contract:
   counts rows and marker removals, and forces the parse of every score column, so
   that a non-numeric score fails here. Only on that error path is the file scanned
   again to find the first bad row. The frame returned re-reads the file lazily:
-  nothing of the table is held in memory by the reader.
+  nothing of the table is held in memory by the reader. ``check_values=False``
+  leaves the scores out of that pass (parsing them is 40% of it): a caller that
+  collects the frame anyway, like the dataset stage, parses them once, and on a
+  polars error calls the reader again with ``check_values=True`` for the message.
 - **Values.** Score columns are float64; empty fields, ``NA``, ``N/A``, ``NaN``,
   ``nan`` and ``-`` are null (not measured). Text tables: no quoting, ``\n`` or
   ``\r\n`` line ends, plain or gzip; a row's fields beyond the header's are ignored
@@ -213,7 +216,7 @@ def scan_text(path: Path, fmt: TableFormat, header_line: int, header: Sequence[s
 
 def scan_table(path: str | Path, fmt: TableFormat, *, on_unknown: OnUnknown = "error",
                stats: MutableMapping[str, int] | None = None, screen: str | None = None,
-               sep: str = "\t") -> pl.LazyFrame:
+               sep: str = "\t", check_values: bool = True) -> pl.LazyFrame:
     """A plain or gzip delimited table with a header (optionally after a title line) -> observations."""
     path = Path(path)
     header_line, header, found = find_header(path, fmt, sep)
@@ -229,7 +232,7 @@ def scan_table(path: str | Path, fmt: TableFormat, *, on_unknown: OnUnknown = "e
 
     raw = scan_text(path, fmt, header_line, header, found, sep)
     return observations(raw, fmt, where, source_file=str(path), screen=screen, on_unknown=on_unknown,
-                        stats=stats, on_parse_error=locate)
+                        stats=stats, on_parse_error=locate, check_values=check_values)
 
 
 def first_bad_value(raw: pl.LazyFrame, value_keys: Sequence[str]) -> tuple[int, str, str] | None:
@@ -248,18 +251,20 @@ def first_bad_value(raw: pl.LazyFrame, value_keys: Sequence[str]) -> tuple[int, 
 def observations(raw: pl.LazyFrame, fmt: TableFormat, where: Located, *, source_file: str,
                  screen: str | None = None, on_unknown: OnUnknown = "error",
                  stats: MutableMapping[str, int] | None = None,
-                 on_parse_error: Callable[[Exception], SourceFormatError | None] | None = None) -> pl.LazyFrame:
+                 on_parse_error: Callable[[Exception], SourceFormatError | None] | None = None,
+                 check_values: bool = True) -> pl.LazyFrame:
     """The observations of one table, in OBSERVATION_SCHEMA, lazily; validates first (see module doc).
 
     ``raw`` has the columns of ``fmt`` by key (those found), value columns float64, and
     ``_row``. ``screen`` is a constant screen id when the table has no screen column.
     ``on_parse_error(exc)`` is called when the validation pass fails inside polars
     (a non-numeric value); it must return a SourceFormatError to raise (or None).
+    ``check_values=False``: the validation pass does not parse the value columns.
     """
     if on_unknown not in ("error", "skip"):
         raise ValueError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
     cols = set(raw.collect_schema().names())
-    values = [v for v in VALUE_COLUMNS if v in cols]
+    values = [v for v in VALUE_COLUMNS if v in cols] if check_values else []
     has_mt = "mutant_type" in cols
     # blank lines come through as rows of nulls: they are not data
     raw = raw.filter(pl.any_horizontal(pl.col(k).is_not_null() for k in _STRAIN_KEYS))

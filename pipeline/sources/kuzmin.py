@@ -73,22 +73,24 @@ _HEADER_SEARCH_ROWS = 6
 
 
 def scan_kuzmin2018(path: str | Path, *, on_unknown: OnUnknown = "error",
-                    stats: MutableMapping[str, int] | None = None) -> pl.LazyFrame:
+                    stats: MutableMapping[str, int] | None = None, check_values: bool = True) -> pl.LazyFrame:
     """Observations of Kuzmin 2018 Data S1 (``aao1729_data_s1.tsv[.gz]``), lazily.
 
     ``on_unknown``: ``"error"`` (default) raises on a strain that does not parse,
     naming file, line and strain; ``"skip"`` drops its rows. ``stats``: a dict the
     counts are added to (``rows_read``, ``skipped_unparsed``, ``markers_removed``, ``rows``).
+    ``check_values``: parse the scores in the validation pass (see :mod:`pipeline.sources._phenotype`).
     """
-    return scan_table(path, KUZMIN2018, on_unknown=on_unknown, stats=stats)
+    return scan_table(path, KUZMIN2018, on_unknown=on_unknown, stats=stats, check_values=check_values)
 
 
 def read_kuzmin2020(path: str | Path, *, on_unknown: OnUnknown = "error",
-                    stats: MutableMapping[str, int] | None = None) -> pl.LazyFrame:
+                    stats: MutableMapping[str, int] | None = None, check_values: bool = True) -> pl.LazyFrame:
     """Observations of one Kuzmin 2020 table workbook (Table S1 or S3, ``.xlsx``).
 
     Same arguments as :func:`scan_kuzmin2018`. Errors name the sheet row (1-based,
-    as a spreadsheet shows it) as the line.
+    as a spreadsheet shows it) as the line. The sheet is read whole, so its scores are
+    always checked here (``check_values`` is accepted for a uniform signature).
     """
     import fastexcel  # noqa: PLC0415 - only this reader needs it
 
