@@ -56,7 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.splits._hash import _GOLDEN, _M1, _M2, splitmix64
+from pipeline.splits._hash import splitmix64, splitmix64_
 
 __all__ = ["MODES", "AdjacencyRows", "eligible_rows", "expand_rows", "sample_adjacency_rows"]
 
@@ -89,20 +89,7 @@ class AdjacencyRows:
 
 # --- hashing -----------------------------------------------------------------------------
 
-def _finalize_(z: np.ndarray, salt: int = 0) -> np.ndarray:
-    """In place: ``z <- splitmix64(z, salt)`` for a fresh uint64 array (same values as
-    :func:`pipeline.splits._hash.splitmix64`, without its temporaries)."""
-    t = np.empty_like(z)
-    with np.errstate(over="ignore"):
-        if salt:
-            z += np.uint64(salt & _MASK64) * _GOLDEN
-        for shift, mult in ((30, _M1), (27, _M2)):
-            np.right_shift(z, np.uint64(shift), out=t)
-            np.bitwise_xor(z, t, out=z)
-            np.multiply(z, mult, out=z)
-        np.right_shift(z, np.uint64(31), out=t)
-        np.bitwise_xor(z, t, out=z)
-    return z
+_finalize_ = splitmix64_  # in place, for fresh uint64 arrays
 
 
 def _step_keys(seed: int, graph: str, epoch: int, steps: np.ndarray, salt: int) -> np.ndarray:

@@ -80,7 +80,7 @@ def plan_dataset(cfg: Any, graph_store: Path) -> DatasetPlan:
 def build_dataset(plan: DatasetPlan) -> Path:
     """Read, encode, aggregate, split and publish the dataset; counts go to the log and manifest."""
     t0 = time.perf_counter()
-    genes = open_graph(plan.graph_store).genes  # the graph's own index: both artifacts agree by construction
+    genes = open_graph(plan.graph_store).id_index  # the graph's own index: both artifacts agree by construction
     policy = plan.parameters["on_unknown_allele"]
     reader_stats: dict[str, dict[str, int]] = {n: {} for n in plan.names}
     # scores are parsed once, by the collect below; the readers' validation pass checks strains only

@@ -40,5 +40,6 @@ def gene_holdout_split(sample_key: np.ndarray, gene_idx: list[np.ndarray], seed:
         test |= held[g]
     tr, va, _ = fractions
     u = uniform01(sample_key, seed)
-    val = u < (va / (tr + va) if tr + va > 0 else 0.0)
-    return np.where(test, 2, np.where(val, 1, 0)).astype(np.uint8)
+    labels = (u < (va / (tr + va) if tr + va > 0 else 0.0)).view(np.uint8)  # 1 = val
+    labels[test] = 2
+    return labels
