@@ -155,7 +155,10 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     if order is not None:
         sk = sk[order]
     starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]])) if len(sk) else np.zeros(0, np.int64)
-    run_len = np.diff(np.append(starts, len(sk)))
+    run_len = np.empty(len(starts), dtype=np.int64)  # diff of starts and the end, without a copy
+    np.subtract(starts[1:], starts[:-1], out=run_len[:-1])
+    if len(starts):
+        run_len[-1] = len(sk) - starts[-1]
     del sk
     first = starts if order is None else order[starts]
     out: dict[str, Any] = {"key": key[first], "n_rows": run_len.astype(np.uint32)}
@@ -187,16 +190,19 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     del out
     cols["source_bits"] = pl.Series("source_bits", reduce(obs["source_bits"].to_numpy(), np.bitwise_or))
     cols["source_row"] = pl.Series("source_row", reduce(obs["source_row"].to_numpy(), np.minimum))
-    # screens by lexical rank, not by categorical code (codes follow arrival order)
+    # screens by lexical rank, not by categorical code (codes follow arrival order); ranks in
+    # the narrowest dtype: this runs over every observation
     names = screen.unique().drop_nulls().sort()
-    lut = np.full(int(names.to_physical().max() or 0) + 2, len(names), dtype=np.int64)
-    lut[names.to_physical().to_numpy()] = np.arange(len(names))
+    phys_names = names.to_physical().to_numpy()
+    rank = np.uint16 if len(names) < (1 << 16) - 1 else np.uint32
+    lut = np.full(int(phys_names.max(initial=0)) + 2, len(names), dtype=rank)
+    lut[phys_names] = np.arange(len(names), dtype=rank)
     phys = screen.to_physical()
     best = reduce(lut[(phys.fill_null(len(lut) - 1) if phys.null_count() else phys).to_numpy()], np.minimum)
     del phys
-    # rank -> name by a join (no per-row Python strings)
-    rank_names = pl.DataFrame({"r": np.arange(len(names), dtype=np.int64), "screen": names.cast(pl.String)})
-    cols["screen"] = pl.DataFrame({"r": best}).join(rank_names, on="r", how="left", maintain_order="left")["screen"]
+    # rank -> name by one gather from the few names (rank len(names): no screen, null)
+    table = pl.concat([names.cast(pl.String), pl.Series([None], dtype=pl.String)])
+    cols["screen"] = table.gather(pl.Series(best.astype(np.uint32))).alias("screen")
     del best
     def mean_n_sd(v: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         col = obs[v].to_numpy()
@@ -275,7 +281,8 @@ def assign_ids_and_splits(samples: pl.DataFrame, n_genes: int, seed: int,
     present = np.stack(gcols, axis=1) >= 0
     flat_g = np.stack(gcols, axis=1)[present].astype(np.int32)
     flat_t = np.stack(tcols, axis=1)[present].astype(np.uint8)
-    offsets = np.concatenate([[0], np.cumsum(n.astype(np.int64))])
+    offsets = np.zeros(len(n) + 1, dtype=np.int64)
+    np.cumsum(n, dtype=np.int64, out=offsets[1:])
     gene_idx = _lists("gene_idx", flat_g, offsets, pl.Int32)
     types = _lists("types", flat_t, offsets, pl.UInt8)
     body = (samples if identity else samples[pl.Series(order)]).drop("key")

@@ -97,3 +97,27 @@ def test_non_numeric_score_fails_the_build_naming_file_line_and_column(tmp_path,
     err = capsys.readouterr().err
     assert "SGA_NxN.txt" in err and "line 4" in err and "0.0x7" in err and "Genetic interaction score" in err
     assert not (tmp_path / "out" / "string12" / "dataset").exists()
+
+
+def test_rows_naming_genes_outside_the_index_are_counted_and_dropped(tmp_path):
+    from pipeline.registry import SAMPLE_DIR
+
+    nxn = (SAMPLE_DIR / "costanzo2016" / "SGA_NxN.sample.txt").read_text().splitlines()[1:]
+    gone = sorted({ln.split("\t")[0].split("_")[0] for ln in nxn[:3]})  # query genes of the first rows
+    genes = [ln for ln in (SAMPLE_DIR / "genes.tsv").read_text().splitlines(keepends=True)
+             if ln.split("\t", 1)[0] not in gone]
+    (tmp_path / "genes.tsv").write_text("".join(genes))
+    argv = ["--graphs", "string12_fusion", "--dataset", "costanzo2016", "--genes", str(tmp_path / "genes.tsv"),
+            "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out"), "-q"]
+    assert main(argv) == 0
+    ds = open_dataset(next((tmp_path / "out").glob("*/dataset")))
+    want = 0
+    for p in sorted((SAMPLE_DIR / "costanzo2016").glob("SGA_*.sample.txt")):
+        for ln in p.read_text().splitlines()[1:]:
+            cells = ln.split("\t")
+            want += cells[0].split("_")[0] in gone or cells[2].split("_")[0] in gone
+    c = ds.manifest["counts"]
+    assert want > 0 and c["sources"]["costanzo2016"]["dropped_unknown_gene"] == want
+    assert c["rows_kept"] == c["sources"]["costanzo2016"]["rows"] - want
+    ids = set(ds.gene_ids.tolist())
+    assert not set(gone) & ids and ds.read().height == c["samples"]
