@@ -21,6 +21,7 @@ import polars as pl
 import pipeline
 from pipeline.buildkey import build_key, is_current
 from pipeline.dataset import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, encode
+from pipeline.encoded_tables import read_encoded
 from pipeline.errors import SourceFormatError, SourceMissingError
 from pipeline.registry import DATASETS, SAMPLE_DIR, find_dataset_files
 from pipeline.stores.dataset import FORMAT_VERSION, open_dataset, write_dataset
@@ -84,14 +85,25 @@ def build_dataset(plan: DatasetPlan) -> Path:
     genes = open_graph(plan.graph_store).id_index  # the graph's own index: both artifacts agree by construction
     policy = plan.parameters["on_unknown_allele"]
     reader_stats: dict[str, dict[str, int]] = {n: {} for n in plan.names}
-    # scores are parsed once, by the collect below; the readers' validation pass checks strains only
-    frames = [encode(DATASETS[n].reader([Path(f.path) for f in plan.inputs[n]], policy, reader_stats[n], False),
-                     genes, tag=i) for i, n in enumerate(plan.names)]
-    enc = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    try:
-        obs = collect_observations(enc)
-    except pl.exceptions.PolarsError as e:
-        raise _value_error(plan, policy) or e
+    parts = []
+    for i, n in enumerate(plan.names):
+        fmt = DATASETS[n].table_format()
+        lazy = []
+        for f in plan.inputs[n]:
+            # text tables in one pass (pipeline.encoded_tables); the rest through the reader
+            done = read_encoded(f.path, fmt, genes, i, on_unknown=policy, stats=reader_stats[n]) if fmt else None
+            if done is None:
+                lazy.append(Path(f.path))
+            else:
+                parts.append(done)
+        if lazy:  # scores parsed once, by the collect below; the validation pass checks strains only
+            enc = encode(DATASETS[n].reader(lazy, policy, reader_stats[n], False), genes, tag=i)
+            try:
+                parts.append(collect_observations(enc))
+            except pl.exceptions.PolarsError as e:
+                raise _value_error(plan, policy) or e
+    obs = pl.concat(parts, how="vertical", rechunk=False) if len(parts) > 1 else parts[0]
+    del parts
     agg = aggregate(obs, plan.parameters["replicates"])
     del obs
     # aggregate() puts the unknown-gene keys last: the known ones are a zero-copy slice

@@ -8,9 +8,11 @@ default, a synthetic sample under ``data/sample/``.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.edges import EdgeTable
 from pipeline.genes import GeneIndex
@@ -181,6 +183,15 @@ class DatasetSource:
     reader: DatasetReader
     samples: tuple[str, ...] = ()  # paths relative to data/sample
     description: str = ""
+    #: "module:NAME" of the TableFormat of a text table (the dataset stage's one-pass reader,
+    #: pipeline.encoded_tables); None for other formats (xlsx), read by ``reader`` only
+    text_format: str | None = None
+
+    def table_format(self) -> Any:
+        if self.text_format is None:
+            return None
+        module, name = self.text_format.split(":")
+        return getattr(importlib.import_module(module), name)
 
 
 def _kuzmin2018(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True):
@@ -207,13 +218,15 @@ def _costanzo2016(paths: list[Path], on_unknown: str, stats: dict, check_values:
 DATASETS: dict[str, DatasetSource] = {d.name: d for d in [
     DatasetSource("kuzmin2018", "kuzmin2018", ("aao1729_data_s1.tsv", "aao1729_data_s1.tsv.gz"), _kuzmin2018,
                   samples=("kuzmin2018/aao1729_data_s1.sample.tsv",),
-                  description="Kuzmin et al. 2018 (Science) Data S1, aao1729_data_s1.tsv"),
+                  description="Kuzmin et al. 2018 (Science) Data S1, aao1729_data_s1.tsv",
+                  text_format="pipeline.sources.kuzmin:KUZMIN2018"),
     DatasetSource("kuzmin2020", "kuzmin2020", ("*.xlsx",), _kuzmin2020,
                   description="Kuzmin et al. 2020 (Science) Tables S1 and S3 (xlsx)"),
     DatasetSource("costanzo2016", "costanzo2016",
                   ("SGA_ExE.txt", "SGA_NxN.txt", "SGA_ExN_NxE.txt", "SGA_DAmP.txt"), _costanzo2016,
                   samples=tuple(f"costanzo2016/SGA_{k}.sample.txt" for k in ("ExE", "NxN", "ExN_NxE", "DAmP")),
-                  description="Costanzo et al. 2016 (Science) SGA tables SGA_ExE/NxN/ExN_NxE/DAmP.txt"),
+                  description="Costanzo et al. 2016 (Science) SGA tables SGA_ExE/NxN/ExN_NxE/DAmP.txt",
+                  text_format="pipeline.sources.costanzo:COSTANZO2016"),
 ]}
 
 

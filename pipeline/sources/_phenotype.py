@@ -197,17 +197,25 @@ def find_header(path: Path, fmt: TableFormat, sep: str = "\t") -> tuple[int, lis
     return pick_header(path, fmt, [(i + 1, ln.split(sep)) for i, ln in enumerate(lines) if ln.strip()][:3])
 
 
+#: Text columns that name a strain or a screen: few distinct values over millions of rows.
+CODED_COLUMNS = (*_STRAIN_KEYS, "mutant_type", "screen")
+
+
 def scan_text(path: Path, fmt: TableFormat, header_line: int, header: Sequence[str], found: Mapping[str, int],
-              sep: str = "\t", strings: bool = False) -> pl.LazyFrame:
+              sep: str = "\t", strings: bool = False, categorical: bool = False) -> pl.LazyFrame:
     """Lazy scan of the mapped columns by key, plus ``_row`` (1-based data row).
 
-    Value columns are float64 unless ``strings`` (the slow path that looks for the bad value).
+    Value columns are float64 unless ``strings`` (the slow path that looks for the bad value);
+    with ``categorical``, the :data:`CODED_COLUMNS` are read as polars Categoricals (one
+    integer code per row, the strings held once).
     """
     names = [f"_c{i}" for i in range(len(header))]
     schema = {n: pl.String for n in names}
     for key, i in found.items():
         if key in VALUE_COLUMNS and not strings:
             schema[names[i]] = pl.Float64
+        elif key in CODED_COLUMNS and categorical:
+            schema[names[i]] = pl.Categorical
     lf = pl.scan_csv(path, separator=sep, has_header=False, skip_lines=header_line, schema=schema,
                      quote_char=None, null_values=NULL_VALUES, encoding="utf8-lossy", truncate_ragged_lines=True,
                      row_index_name="_row", row_index_offset=1, raise_if_empty=False)
@@ -289,25 +297,7 @@ def observations(raw: pl.LazyFrame, fmt: TableFormat, where: Located, *, source_
     if rows_read == 0:
         raise SourceFormatError(where.path, None, f"data rows after the {fmt.title} header", "none")
 
-    q = q.with_columns(parse_strains(q["query_id"], q["query_allele"]).select(
-        pl.all().name.prefix("q_")))
-    a = a.with_columns(parse_strains(a["array_id"], a["array_allele"]).select(
-        pl.all().name.prefix("a_")))
-    # checks beyond a single strain's syntax
-    q_problem = pl.col("q_problem")
-    if has_mt:
-        expected_q = pl.col("mutant_type").replace_strict(MUTANT_TYPES, default=None, return_dtype=pl.Int64) - 1
-        q_problem = (pl.when(pl.col("q_problem").is_not_null()).then(pl.col("q_problem"))
-                     .when(pl.col("mutant_type").is_null() | expected_q.is_null())
-                     .then(pl.format("a {} of {}", pl.lit(fmt.canonical("mutant_type")),
-                                     pl.lit(" or ".join(MUTANT_TYPES))))
-                     .when(pl.col("q_genes").list.len() != expected_q)
-                     .then(pl.format("a query of {} gene(s) besides markers for a {} row", expected_q,
-                                     pl.col("mutant_type"))))
-    q = q.with_columns(q_problem.alias("q_problem"))
-    a = a.with_columns(pl.when(pl.col("a_problem").is_null() & (pl.col("a_genes").list.len() != 1))
-                       .then(pl.lit("an array strain of one gene")).otherwise(pl.col("a_problem"))
-                       .alias("a_problem"))
+    q, a = check_strains(q, a, fmt, has_mt)
     q_bad, a_bad = q.filter(pl.col("q_problem").is_not_null()), a.filter(pl.col("a_problem").is_not_null())
 
     if on_unknown == "error" and (q_bad.height or a_bad.height):
@@ -345,6 +335,32 @@ def observations(raw: pl.LazyFrame, fmt: TableFormat, where: Located, *, source_
         pl.col("_genes").list.len().cast(pl.UInt8).alias("n_perturbed"),
     )
     return out.select(list(OBSERVATION_SCHEMA)).cast(OBSERVATION_SCHEMA)  # type: ignore[arg-type]
+
+
+def check_strains(q: pl.DataFrame, a: pl.DataFrame, fmt: TableFormat, has_mt: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Parse the distinct query strains ``q`` (query_id, query_allele[, mutant_type]) and array
+    strains ``a`` (array_id, array_allele): adds ``q_``/``a_`` :data:`STRAIN_SCHEMA` columns,
+    ``q_problem``/``a_problem`` saying why a strain cannot be used (null when it can)."""
+    q = q.with_columns(parse_strains(q["query_id"], q["query_allele"]).select(
+        pl.all().name.prefix("q_")))
+    a = a.with_columns(parse_strains(a["array_id"], a["array_allele"]).select(
+        pl.all().name.prefix("a_")))
+    # checks beyond a single strain's syntax
+    q_problem = pl.col("q_problem")
+    if has_mt:
+        expected_q = pl.col("mutant_type").replace_strict(MUTANT_TYPES, default=None, return_dtype=pl.Int64) - 1
+        q_problem = (pl.when(pl.col("q_problem").is_not_null()).then(pl.col("q_problem"))
+                     .when(pl.col("mutant_type").is_null() | expected_q.is_null())
+                     .then(pl.format("a {} of {}", pl.lit(fmt.canonical("mutant_type")),
+                                     pl.lit(" or ".join(MUTANT_TYPES))))
+                     .when(pl.col("q_genes").list.len() != expected_q)
+                     .then(pl.format("a query of {} gene(s) besides markers for a {} row", expected_q,
+                                     pl.col("mutant_type"))))
+    q = q.with_columns(q_problem.alias("q_problem"))
+    a = a.with_columns(pl.when(pl.col("a_problem").is_null() & (pl.col("a_genes").list.len() != 1))
+                       .then(pl.lit("an array strain of one gene")).otherwise(pl.col("a_problem"))
+                       .alias("a_problem"))
+    return q, a
 
 
 def _strain_error(where: Located, fmt: TableFormat, q_bad: pl.DataFrame, a_bad: pl.DataFrame) -> SourceFormatError:

@@ -1,0 +1,194 @@
+"""One pass from a text phenotype table to encoded observations (the dataset stage's fast path).
+
+The readers (:mod:`pipeline.sources._phenotype`) validate a table in one streaming
+pass over its strains and then re-read it lazily in
+:data:`~pipeline.perturbations.OBSERVATION_SCHEMA` (gene names in lists), which
+:func:`pipeline.dataset.encode` maps to the gene index: two parses of the file and
+hash joins on strings for every row. :func:`read_encoded` reads the file once with
+the strain and screen columns as categoricals (each distinct string hashed once per
+chunk, one integer code per row), checks and parses the distinct strains with the
+readers' own code (:func:`~pipeline.sources._phenotype.check_strains`), maps each
+strain to its (gene index, type) slots, and builds every row's packed key with
+numpy gathers from per-strain tables of a few thousand entries.
+
+The result equals ``collect_observations(encode(reader(...), genes, tag))`` row for
+row (the tests compare both); so do the errors, the skip policy and the counts. It
+applies when every strain id has one allele name (and, with ``Combined mutant type``,
+one mutant type) throughout the file, as in every published table; otherwise
+:func:`read_encoded` returns None and the caller takes the lazy path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import MutableMapping
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from pipeline.dataset import MAX_GENES, SLOT_BITS, UNKNOWN
+from pipeline.errors import SourceFormatError
+from pipeline.genes import GeneIndex
+from pipeline.perturbations import VALUE_COLUMNS
+from pipeline.sources._phenotype import (CODED_COLUMNS, Located, OnUnknown, TableFormat, _strain_error,
+                                         check_strains, find_header, scan_table, scan_text)
+
+log = logging.getLogger(__name__)
+
+_NONE = np.uint32(0xFFFFFFFF)  # code of a null cell
+
+
+def _codes(col: pl.Series) -> tuple[np.ndarray, pl.DataFrame]:
+    """(uint32 code per row, null = ``_NONE``; table of the codes present: code, value)."""
+    phys = col.to_physical()
+    codes = (phys.fill_null(int(_NONE)) if phys.null_count() else phys).to_numpy().astype(np.uint32, copy=False)
+    u = col.unique().drop_nulls()
+    return codes, pl.DataFrame({"code": u.to_physical().cast(pl.UInt32), "value": u.cast(pl.String)})
+
+
+def _per_code(codes: np.ndarray, values: np.ndarray, fill: int) -> np.ndarray | None:
+    """``lut[code] = value`` when each code has one value (else None): e.g. an id's allele code."""
+    size = int(codes[codes != _NONE].max(initial=0)) + 1
+    lut = np.full(size + 1, fill, dtype=np.uint32)
+    idx = np.where(codes == _NONE, size, codes)
+    lut[idx] = values  # last write wins; then every row must agree with it
+    return lut if bool(np.all(lut[idx] == values)) else None
+
+
+def _strain_table(id_codes: np.ndarray, rows: np.ndarray, cols: dict[str, tuple[np.ndarray, pl.DataFrame]],
+                  id_key: str, other: dict[str, np.ndarray]) -> tuple[pl.DataFrame, np.ndarray] | None:
+    """One row per strain id present: its id and the other columns' strings, row count and
+    first data row; plus each row's strain number. None if an id has several values of another column."""
+    present = id_codes != _NONE
+    size = int(id_codes[present].max(initial=0)) + 1
+    idx = np.where(present, id_codes, size)
+    n = np.bincount(idx, minlength=size + 1)
+    first = np.zeros(size + 1, dtype=np.int64)
+    first[idx[::-1]] = rows[::-1]  # last write wins: the smallest row of each id
+    ids = np.flatnonzero(n)  # the ids present (and size: rows without an id, if any)
+    table = {"_code": ids.astype(np.uint32), "n": n[ids].astype(np.uint32), "first": first[ids]}
+    out = pl.DataFrame(table)
+    for key, codes in {id_key: id_codes, **other}.items():
+        lut = codes if key == id_key else _per_code(id_codes, codes, int(_NONE))
+        if lut is None:
+            return None
+        per_id = ids.astype(np.uint32) if key == id_key else lut[np.minimum(ids, len(lut) - 1)]
+        per_id = np.where(ids == size, _NONE, per_id)
+        names = cols[key][1]
+        out = out.with_columns(pl.DataFrame({"code": per_id}).join(names, on="code", how="left",
+                                                                   maintain_order="left")["value"].alias(key))
+    number = np.zeros(size + 1, dtype=np.int64)
+    number[ids] = np.arange(len(ids))
+    return out, number[idx]
+
+
+def _slots(genes: list[list[str]] | None, types: list[list[int]] | None, index: GeneIndex,
+           width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per strain: ``width`` slot values ((gene index + 1) * 8 + type, 0 = none) and an
+    unknown-gene flag."""
+    m = len(genes or [])
+    slots = np.zeros((m, width), dtype=np.uint32)
+    unknown = np.zeros(m, dtype=bool)
+    if not m:
+        return slots, unknown
+    flat = [g for gs in genes for g in (gs or [])]
+    idx = index.lookup(pl.Series(flat, dtype=pl.String)) if flat else np.zeros(0, np.int32)
+    pos = 0
+    for i, (gs, ts) in enumerate(zip(genes, types)):
+        for j, t in enumerate(ts or []):
+            if idx[pos] < 0:
+                unknown[i] = True
+            else:
+                slots[i, j] = (int(idx[pos]) + 1) * 8 + int(t)
+            pos += 1
+    return slots, unknown
+
+
+def _pack(s: list[np.ndarray]) -> np.ndarray:
+    """The strain key of slot columns (uint32, 0 = none; at most three): sorted ascending,
+    none last, packed most significant first (as :func:`pipeline.dataset.encode`)."""
+    big = np.uint32(1 << SLOT_BITS)  # slot values fit 19 bits: sort in uint32, pack once
+    s = [np.where(x == 0, big, x) for x in s if x.any()]
+    while len(s) < MAX_GENES:
+        s.append(np.full(len(s[0]) if s else 0, big, dtype=np.uint32))
+    a, b, c = s
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    first, rest = np.minimum(lo, c), np.maximum(lo, c)
+    second, third = np.minimum(rest, hi), np.maximum(rest, hi)
+    key = np.zeros(len(a), dtype=np.uint64)
+    for x in (first, second, third):
+        x[x == big] = 0
+        key <<= np.uint64(SLOT_BITS)
+        key |= x
+    return key
+
+
+def read_encoded(path: str | Path, fmt: TableFormat, genes: GeneIndex, tag: int, *,
+                 on_unknown: OnUnknown = "error", stats: MutableMapping[str, int] | None = None,
+                 screen: str | None = None) -> pl.DataFrame | None:
+    """Encoded observations of one text table (see the module doc), or None if the fast path does not apply."""
+    if on_unknown not in ("error", "skip"):
+        raise ValueError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
+    path = Path(path)
+    header_line, header, found = find_header(path, fmt)
+    where = Located(str(path), header_line)
+    lf = scan_text(path, fmt, header_line, header, found, categorical=True)
+    try:
+        df = lf.with_columns(pl.col(v).cast(pl.Float32) for v in found if v in VALUE_COLUMNS).collect(
+            engine="streaming")
+    except pl.exceptions.PolarsError:
+        scan_table(path, fmt, on_unknown=on_unknown, stats={})  # raises the reader's error for the bad value
+        raise
+    # blank lines come through as rows of nulls: they are not data
+    strain_keys = ["query_id", "query_allele", "array_id", "array_allele"]
+    df = df.filter(pl.any_horizontal(pl.col(k).is_not_null() for k in strain_keys))
+    if df.height == 0:
+        raise SourceFormatError(where.path, None, f"data rows after the {fmt.title} header", "none")
+    rows = df["_row"].to_numpy()
+    cols = {k: _codes(df[k]) for k in CODED_COLUMNS if k in df.columns}
+    has_mt = "mutant_type" in cols
+    if has_mt:  # spelled as the readers compare it
+        t = cols["mutant_type"][1]
+        cols["mutant_type"] = (cols["mutant_type"][0],
+                               t.with_columns(pl.col("value").str.strip_chars().str.to_lowercase()))
+    q_other = {"query_allele": cols["query_allele"][0], **({"mutant_type": cols["mutant_type"][0]} if has_mt else {})}
+    qt = _strain_table(cols["query_id"][0], rows, cols, "query_id", q_other)
+    at = _strain_table(cols["array_id"][0], rows, cols, "array_id", {"array_allele": cols["array_allele"][0]})
+    if qt is None or at is None:
+        log.info("%s: a strain id with several allele names: the lazy path reads it", path)
+        return None
+    (q, q_num), (a, a_num) = qt, at
+    q, a = check_strains(q, a, fmt, has_mt)
+    q_bad, a_bad = q.filter(pl.col("q_problem").is_not_null()), a.filter(pl.col("a_problem").is_not_null())
+    if on_unknown == "error" and (q_bad.height or a_bad.height):
+        raise _strain_error(where, fmt, q_bad, a_bad)
+    if int(q["q_genes"].list.len().max() or 0) > MAX_GENES - 1:
+        return None  # the packed key holds three genes; the lazy path reports it
+    keep = ~(q["q_problem"].is_not_null().to_numpy()[q_num] | a["a_problem"].is_not_null().to_numpy()[a_num])
+    rows_read, skipped = len(rows), int((~keep).sum())
+    q_ok = q.filter(pl.col("q_problem").is_null())
+    markers = int(q_ok.filter(pl.col("q_markers_removed") > 0)["n"].sum())
+    counts = {"rows_read": rows_read, "skipped_unparsed": skipped, "markers_removed": markers,
+              "rows": rows_read - skipped}
+    if skipped:
+        log.warning("%s: skipped %d of %d rows naming a strain that does not parse (%d query, %d array strains)",
+                    where.path, skipped, rows_read, q_bad.height, a_bad.height)
+    log.info("%s: %d rows, %d with the marker removed from the query", where.path, rows_read, markers)
+    if stats is not None:
+        for k, v in counts.items():
+            stats[k] = stats.get(k, 0) + v
+
+    q_slots, q_unknown = _slots(q["q_genes"].to_list(), q["q_types"].to_list(), genes, MAX_GENES - 1)
+    a_slots, a_unknown = _slots(a["a_genes"].to_list(), a["a_types"].to_list(), genes, 1)
+    if not keep.all():
+        df, q_num, a_num = df.filter(pl.Series(keep)), q_num[keep], a_num[keep]
+    key = _pack([q_slots[q_num, 0], q_slots[q_num, 1], a_slots[a_num, 0]])
+    unknown = q_unknown[q_num] | a_unknown[a_num]
+    key[unknown] = UNKNOWN + np.uint64(tag)
+    scr = (df["screen"] if "screen" in df.columns else pl.repeat(screen, df.height, dtype=pl.String, eager=True)
+           .cast(pl.Categorical)).alias("screen")
+    values = [(df[v].fill_nan(None) if v in df.columns else pl.repeat(None, df.height, dtype=pl.Float32, eager=True))
+              .cast(pl.Float32).alias(v) for v in VALUE_COLUMNS]  # the order of encode()'s frames
+    return pl.DataFrame([df["_row"].cast(pl.Int32).alias("source_row"), scr, *values,
+                         pl.Series("key", key), pl.Series("source_bits", np.full(df.height, 1 << tag, np.uint16))])
