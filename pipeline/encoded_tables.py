@@ -106,21 +106,29 @@ def _slots(genes: list[list[str]] | None, types: list[list[int]] | None, index: 
 
 
 def _pack(s: list[np.ndarray]) -> np.ndarray:
-    """The strain key of slot columns (uint32, 0 = none; at most three): sorted ascending,
-    none last, packed most significant first (as :func:`pipeline.dataset.encode`)."""
-    big = np.uint32(1 << SLOT_BITS)  # slot values fit 19 bits: sort in uint32, pack once
-    s = [np.where(x == 0, big, x) for x in s if x.any()]
-    while len(s) < MAX_GENES:
-        s.append(np.full(len(s[0]) if s else 0, big, dtype=np.uint32))
-    a, b, c = s
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    first, rest = np.minimum(lo, c), np.maximum(lo, c)
-    second, third = np.minimum(rest, hi), np.maximum(rest, hi)
-    key = np.zeros(len(a), dtype=np.uint64)
-    for x in (first, second, third):
-        x[x == big] = 0
+    """The strain key of slot columns (uint32, 0 = none; at most three, modified in place):
+    sorted ascending, none last, packed most significant first (as :func:`pipeline.dataset.encode`).
+    In place on uint32: at 20 million rows every fresh temporary costs its page faults."""
+    big = np.uint32(1 << SLOT_BITS)
+    cols = [x for x in s if x.any()]
+    for x in cols:
+        x[x == 0] = big
+
+    def swap(i: int, j: int) -> None:  # cols[i] <- min, cols[j] <- max
+        lo = np.minimum(cols[i], cols[j])
+        np.maximum(cols[i], cols[j], out=cols[j])
+        cols[i] = lo
+
+    for i, j in ((0, 1), (0, 2), (1, 2)):  # a sorting network of three
+        if j < len(cols):
+            swap(i, j)
+    key = np.zeros(len(s[0]) if s else 0, dtype=np.uint64)
+    for i in range(MAX_GENES):
         key <<= np.uint64(SLOT_BITS)
-        key |= x
+        if i < len(cols):
+            x = cols[i]
+            x[x == big] = 0
+            key |= x
     return key
 
 
@@ -140,13 +148,17 @@ def read_encoded(path: str | Path, fmt: TableFormat, genes: GeneIndex, tag: int,
     except pl.exceptions.PolarsError:
         scan_table(path, fmt, on_unknown=on_unknown, stats={})  # raises the reader's error for the bad value
         raise
-    # blank lines come through as rows of nulls: they are not data
-    strain_keys = ["query_id", "query_allele", "array_id", "array_allele"]
-    df = df.filter(pl.any_horizontal(pl.col(k).is_not_null() for k in strain_keys))
+    cols = {k: _codes(df[k]) for k in CODED_COLUMNS if k in df.columns}
+    # blank lines come through as rows of nulls: they are not data (filtered only if any:
+    # a filter copies every column)
+    blank = np.logical_and.reduce([cols[k][0] == _NONE for k in ("query_id", "query_allele", "array_id",
+                                                                  "array_allele")])
+    if blank.any():
+        df = df.filter(pl.Series(~blank))
+        cols = {k: (c[~blank], t) for k, (c, t) in cols.items()}
     if df.height == 0:
         raise SourceFormatError(where.path, None, f"data rows after the {fmt.title} header", "none")
     rows = df["_row"].to_numpy()
-    cols = {k: _codes(df[k]) for k in CODED_COLUMNS if k in df.columns}
     has_mt = "mutant_type" in cols
     if has_mt:  # spelled as the readers compare it
         t = cols["mutant_type"][1]
@@ -188,7 +200,12 @@ def read_encoded(path: str | Path, fmt: TableFormat, genes: GeneIndex, tag: int,
     key[unknown] = UNKNOWN + np.uint64(tag)
     scr = (df["screen"] if "screen" in df.columns else pl.repeat(screen, df.height, dtype=pl.String, eager=True)
            .cast(pl.Categorical)).alias("screen")
-    values = [(df[v].fill_nan(None) if v in df.columns else pl.repeat(None, df.height, dtype=pl.Float32, eager=True))
-              .cast(pl.Float32).alias(v) for v in VALUE_COLUMNS]  # the order of encode()'s frames
+    def value(v: str) -> pl.Series:  # NaN read from the text is not measured (null), as the readers say
+        if v not in df.columns:
+            return pl.repeat(None, df.height, dtype=pl.Float32, eager=True).alias(v)
+        col = df[v]
+        return col.fill_nan(None) if col.is_nan().any() else col
+
+    values = [value(v) for v in VALUE_COLUMNS]  # the order of encode()'s frames
     return pl.DataFrame([df["_row"].cast(pl.Int32).alias("source_row"), scr, *values,
                          pl.Series("key", key), pl.Series("source_bits", np.full(df.height, 1 << tag, np.uint16))])

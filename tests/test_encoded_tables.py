@@ -85,3 +85,16 @@ def test_an_id_with_two_allele_names_falls_back_to_the_lazy_path(tmp_path):
     assert read_encoded(path, COSTANZO2016, _index(), 0) is None
     assert DATASETS["costanzo2016"].table_format() is COSTANZO2016
     assert DATASETS["kuzmin2020"].table_format() is None
+
+
+def test_blank_lines_and_header_only_files(tmp_path):
+    path = tsv(tmp_path / "SGA_NxN.txt", COSTANZO_HEADER, costanzo_rows())
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3] + ["", ""] + lines[3:] + [""]) + "\n")
+    genes = _index()
+    old = _lazy(scan_costanzo2016, path, genes, "error", {})
+    new = read_encoded(path, COSTANZO2016, genes, 2)
+    assert new.equals(old) and new.height == 5 and new["source_row"].to_list()[-1] == 7
+    empty = tsv(tmp_path / "SGA_ExE.txt", COSTANZO_HEADER, [])
+    with pytest.raises(SourceFormatError, match="data rows"):
+        read_encoded(empty, COSTANZO2016, genes, 2)
