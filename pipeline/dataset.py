@@ -162,6 +162,7 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     del sk
     first = starts if order is None else order[starts]
     out: dict[str, Any] = {"key": key[first], "n_rows": run_len.astype(np.uint32)}
+    del key, starts  # full-size temporaries go as soon as they are used: the peak is in here
     screen = obs["screen"]
     if policy == "first":
         for c in obs.columns:
@@ -175,8 +176,10 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     multi = run_len > 1
     in_multi = np.repeat(multi, run_len)
     m_rows = np.flatnonzero(in_multi) if order is None else order[in_multi]  # grouped by strain
-    del in_multi
-    m_starts = np.concatenate([[0], np.cumsum(run_len[multi])[:-1]]).astype(np.int64)
+    del in_multi, order
+    m_starts = np.zeros(int(multi.sum()), dtype=np.int64)
+    np.cumsum(run_len[multi][:-1], out=m_starts[1:])
+    del run_len
     has_multi = bool(multi.any())
 
     def reduce(arr: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
@@ -277,12 +280,17 @@ def assign_ids_and_splits(samples: pl.DataFrame, n_genes: int, seed: int,
     for name, fn in SPLITS.items():
         kwargs = {"n_genes": n_genes} if name == "gene_holdout" else {}
         labels[f"split_{name}"] = fn(key, gcols, seed, fractions, **kwargs)
-    # lists from fixed slots: flatten the present entries, then offsets
-    present = np.stack(gcols, axis=1) >= 0
-    flat_g = np.stack(gcols, axis=1)[present].astype(np.int32)
-    flat_t = np.stack(tcols, axis=1)[present].astype(np.uint8)
+    # lists from fixed slots: the present slots of a key are its first n (decode_keys), so slot
+    # i of sample j goes to offsets[j] + i; scattered slot by slot (no [n, 3] temporaries)
     offsets = np.zeros(len(n) + 1, dtype=np.int64)
     np.cumsum(n, dtype=np.int64, out=offsets[1:])
+    flat_g = np.empty(int(offsets[-1]), dtype=np.int32)
+    flat_t = np.empty(int(offsets[-1]), dtype=np.uint8)
+    for i, (g, t) in enumerate(zip(gcols, tcols)):
+        has = n > i
+        at = offsets[:-1][has] + i
+        flat_g[at] = g[has]
+        flat_t[at] = t[has]
     gene_idx = _lists("gene_idx", flat_g, offsets, pl.Int32)
     types = _lists("types", flat_t, offsets, pl.UInt8)
     body = (samples if identity else samples[pl.Series(order)]).drop("key")
