@@ -9,6 +9,8 @@ stream through in bounded memory:
 1. :func:`encode` maps names to the build's gene index and packs each strain (its
    (gene index, type) pairs) into one uint64 key; observations naming a gene outside
    the index get a tagged key, so they are counted in the same pass and dropped.
+   (The dataset stage reads text tables with :mod:`pipeline.encoded_tables`, which
+   yields the same encoded frame in one pass over the file.)
 2. :func:`aggregate` merges replicate observations of the same strain (same key):
    mean, count and spread per phenotype.
 3. :func:`assign_ids_and_splits` numbers samples in a canonical order, unpacks the
