@@ -32,7 +32,7 @@ from pipeline.errors import SourceFormatError
 from pipeline.genes import GeneIndex
 from pipeline.perturbations import VALUE_COLUMNS
 from pipeline.sources._phenotype import (CODED_COLUMNS, Located, OnUnknown, TableFormat, _strain_error,
-                                         check_strains, find_header, scan_table, scan_text)
+                                         check_strains, find_header, report_counts, scan_table, scan_text)
 
 log = logging.getLogger(__name__)
 
@@ -178,18 +178,7 @@ def read_encoded(path: str | Path, fmt: TableFormat, genes: GeneIndex, tag: int,
     if int(q["q_genes"].list.len().max() or 0) > MAX_GENES - 1:
         return None  # the packed key holds three genes; the lazy path reports it
     keep = ~(q["q_problem"].is_not_null().to_numpy()[q_num] | a["a_problem"].is_not_null().to_numpy()[a_num])
-    rows_read, skipped = len(rows), int((~keep).sum())
-    q_ok = q.filter(pl.col("q_problem").is_null())
-    markers = int(q_ok.filter(pl.col("q_markers_removed") > 0)["n"].sum())
-    counts = {"rows_read": rows_read, "skipped_unparsed": skipped, "markers_removed": markers,
-              "rows": rows_read - skipped}
-    if skipped:
-        log.warning("%s: skipped %d of %d rows naming a strain that does not parse (%d query, %d array strains)",
-                    where.path, skipped, rows_read, q_bad.height, a_bad.height)
-    log.info("%s: %d rows, %d with the marker removed from the query", where.path, rows_read, markers)
-    if stats is not None:
-        for k, v in counts.items():
-            stats[k] = stats.get(k, 0) + v
+    report_counts(where, q, q_bad, a_bad, len(rows), int((~keep).sum()), stats)
 
     q_slots, q_unknown = _slots(q["q_genes"].to_list(), q["q_types"].to_list(), genes, MAX_GENES - 1)
     a_slots, a_unknown = _slots(a["a_genes"].to_list(), a["a_types"].to_list(), genes, 1)

@@ -311,16 +311,7 @@ def observations(raw: pl.LazyFrame, fmt: TableFormat, where: Located, *, source_
                           how="semi", nulls_equal=True).select(pl.len()).collect(engine="streaming").item())
             skipped -= int(both)
     q_ok, a_ok = q.filter(pl.col("q_problem").is_null()), a.filter(pl.col("a_problem").is_null())
-    markers = int(q_ok.filter(pl.col("q_markers_removed") > 0)["n"].sum())
-    counts = {"rows_read": rows_read, "skipped_unparsed": skipped, "markers_removed": markers,
-              "rows": rows_read - skipped}
-    if skipped:
-        log.warning("%s: skipped %d of %d rows naming a strain that does not parse (%d query, %d array strains)",
-                    where.path, skipped, rows_read, q_bad.height, a_bad.height)
-    log.info("%s: %d rows, %d with the marker removed from the query", where.path, rows_read, markers)
-    if stats is not None:
-        for k, v in counts.items():
-            stats[k] = stats.get(k, 0) + v
+    report_counts(where, q, q_bad, a_bad, rows_read, skipped, stats)
 
     bad_ids = pl.concat([q_bad["query_id"], a_bad["array_id"]])
     out = _genes_and_types(raw.with_columns(*mt), q_ok, a_ok, qkeys, bad_ids).select(
@@ -361,6 +352,21 @@ def check_strains(q: pl.DataFrame, a: pl.DataFrame, fmt: TableFormat, has_mt: bo
                        .then(pl.lit("an array strain of one gene")).otherwise(pl.col("a_problem"))
                        .alias("a_problem"))
     return q, a
+
+
+def report_counts(where: Located, q: pl.DataFrame, q_bad: pl.DataFrame, a_bad: pl.DataFrame, rows_read: int,
+                  skipped: int, stats: MutableMapping[str, int] | None) -> None:
+    """Log a table's counts and add them to ``stats`` (rows_read, skipped_unparsed, markers_removed, rows)."""
+    markers = int(q.filter(pl.col("q_problem").is_null() & (pl.col("q_markers_removed") > 0))["n"].sum())
+    if skipped:
+        log.warning("%s: skipped %d of %d rows naming a strain that does not parse (%d query, %d array strains)",
+                    where.path, skipped, rows_read, q_bad.height, a_bad.height)
+    log.info("%s: %d rows, %d with the marker removed from the query", where.path, rows_read, markers)
+    if stats is not None:
+        counts = {"rows_read": rows_read, "skipped_unparsed": skipped, "markers_removed": markers,
+                  "rows": rows_read - skipped}
+        for k, v in counts.items():
+            stats[k] = stats.get(k, 0) + v
 
 
 def _strain_error(where: Located, fmt: TableFormat, q_bad: pl.DataFrame, a_bad: pl.DataFrame) -> SourceFormatError:
