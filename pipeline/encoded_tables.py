@@ -52,7 +52,7 @@ def _per_code(codes: np.ndarray, values: np.ndarray, fill: int) -> np.ndarray | 
     size = int(codes[codes != _NONE].max(initial=0)) + 1
     lut = np.full(size + 1, fill, dtype=np.uint32)
     idx = np.where(codes == _NONE, size, codes)
-    lut[idx] = values  # last write wins; then every row must agree with it
+    lut[idx] = values  # one of each code's values (which one is unspecified); then every row must agree
     return lut if bool(np.all(lut[idx] == values)) else None
 
 
@@ -64,8 +64,8 @@ def _strain_table(id_codes: np.ndarray, rows: np.ndarray, cols: dict[str, tuple[
     size = int(id_codes[present].max(initial=0)) + 1
     idx = np.where(present, id_codes, size)
     n = np.bincount(idx, minlength=size + 1)
-    first = np.zeros(size + 1, dtype=np.int64)
-    first[idx[::-1]] = rows[::-1]  # last write wins: the smallest row of each id
+    first = np.full(size + 1, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, idx, rows)  # the first data row of each id
     ids = np.flatnonzero(n)  # the ids present (and size: rows without an id, if any)
     table = {"_code": ids.astype(np.uint32), "n": n[ids].astype(np.uint32), "first": first[ids]}
     out = pl.DataFrame(table)
