@@ -89,7 +89,6 @@ class AdjacencyRows:
 
 # --- hashing -----------------------------------------------------------------------------
 
-_finalize_ = splitmix64_  # in place, for fresh uint64 arrays
 
 
 def _step_keys(seed: int, graph: str, epoch: int, steps: np.ndarray, salt: int) -> np.ndarray:
@@ -189,7 +188,7 @@ def _sample_rows(elig: np.ndarray, weight: np.ndarray | None, keys: np.ndarray, 
     if n_rows >= e:
         out[:, :e] = elig
         return out
-    h = _finalize_(keys[:, None] + elig.astype(np.uint64)[None, :])
+    h = splitmix64_(keys[:, None] + elig.astype(np.uint64)[None, :])
     if weight is None:
         race = h  # uniform: the n_rows smallest hashes
     else:
@@ -253,7 +252,7 @@ class _NegativeSampler:
         sub = vals if whole else vals[active]
         r = rows if whole else rows[active]
         j = np.arange(k, dtype=np.uint64)
-        h = _finalize_(keys[active][:, None] + (np.uint64(attempt * k) + j)[None, :])
+        h = splitmix64_(keys[active][:, None] + (np.uint64(attempt * k) + j)[None, :])
         cand = self.valid_cols[_below(h, self.n_valid)]
         fresh = np.arange(k)[None, :] >= count[active][:, None]
         ok = fresh & (cand != r[:, None])
@@ -287,7 +286,7 @@ class _NegativeSampler:
             held = vals[sl]
             hmask = held != _BIG
             pool[np.broadcast_to(ar[:, None], held.shape)[hmask], held[hmask]] = False
-            race = _finalize_(keys[sl][:, None] + col[None, :], _SALT_EXACT)
+            race = splitmix64_(keys[sl][:, None] + col[None, :], _SALT_EXACT)
             race[~pool] = np.uint64(_MASK64)
             kk = min(k, n)
             pick = np.argpartition(race, kk - 1, axis=1)[:, :kk] if kk < n else np.argsort(race, axis=1)[:, :kk]
@@ -339,7 +338,7 @@ def sample_adjacency_rows(indptr: np.ndarray, indices: np.ndarray, valid: np.nda
         if sampler is None:
             continue
         neg_keys = _step_keys(seed, graph, epoch, blk, _SALT_NEG)
-        slot_keys = _finalize_(neg_keys[:, None] + slot[None, :])  # one key per (step, slot)
+        slot_keys = splitmix64_(neg_keys[:, None] + slot[None, :])  # one key per (step, slot)
         real = rows >= 0
         negs = sampler.sample(rows[real].astype(np.int64), slot_keys[real])
         neg_out[b0:b0 + len(blk)][real] = negs

@@ -116,20 +116,6 @@ def _sort_key(key: np.ndarray) -> np.ndarray:
     return np.where(key >= UNKNOWN, key, (_n_genes(key) << np.uint64(58)) | key)
 
 
-def _in_canonical_order(obs: pl.DataFrame, sk: np.ndarray, by_source: bool) -> bool:
-    """Are the rows ordered by sort key (and, if ``by_source``, then by input and source row)?"""
-    if len(sk) < 2:
-        return True
-    if not bool(np.all(sk[1:] >= sk[:-1])):
-        return False
-    if not by_source:
-        return True
-    same = sk[1:] == sk[:-1]
-    b, r = obs["source_bits"].to_numpy(), obs["source_row"].to_numpy()
-    back = (b[1:] < b[:-1]) | ((b[1:] == b[:-1]) & (r[1:] < r[:-1]))
-    return not bool(np.any(same & back))
-
-
 def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     """One row per strain ``key`` from its replicate observations, in canonical order.
 
@@ -150,19 +136,18 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
         raise ValueError(f"replicate policy must be 'mean' or 'first', got {policy!r}")
     key = obs["key"].to_numpy()
     sk = _sort_key(key)
-    # input already in canonical order (a sorted table) needs no permutation
-    order = None if _in_canonical_order(obs, sk, policy == "first") else (
-        np.lexsort((obs["source_row"].to_numpy(), obs["source_bits"].to_numpy(), sk)) if policy == "first"
-        else np.argsort(sk))
-    if order is not None:
-        sk = sk[order]
+    if policy == "first":  # within a strain: lowest input (tag bit), then source row
+        order = np.lexsort((obs["source_row"].to_numpy(), obs["source_bits"].to_numpy(), sk))
+    else:
+        order = np.argsort(sk)
+    sk = sk[order]
     starts = np.flatnonzero(np.concatenate([[True], sk[1:] != sk[:-1]])) if len(sk) else np.zeros(0, np.int64)
     run_len = np.empty(len(starts), dtype=np.int64)  # diff of starts and the end, without a copy
     np.subtract(starts[1:], starts[:-1], out=run_len[:-1])
     if len(starts):
         run_len[-1] = len(sk) - starts[-1]
     del sk
-    first = starts if order is None else order[starts]
+    first = order[starts]
     out: dict[str, Any] = {"key": key[first], "n_rows": run_len.astype(np.uint32)}
     del key, starts  # full-size temporaries go as soon as they are used: the peak is in here
     screen = obs["screen"]
@@ -177,7 +162,7 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     # replicated strains are gathered and reduced.
     multi = run_len > 1
     in_multi = np.repeat(multi, run_len)
-    m_rows = np.flatnonzero(in_multi) if order is None else order[in_multi]  # grouped by strain
+    m_rows = order[in_multi]  # rows of replicated strains, grouped by strain
     del in_multi, order
     m_starts = np.zeros(int(multi.sum()), dtype=np.int64)
     np.cumsum(run_len[multi][:-1], out=m_starts[1:])

@@ -47,12 +47,11 @@ def _codes(col: pl.Series) -> tuple[np.ndarray, pl.DataFrame]:
     return codes, pl.DataFrame({"code": u.to_physical().cast(pl.UInt32), "value": u.cast(pl.String)})
 
 
-def _per_code(codes: np.ndarray, values: np.ndarray, fill: int) -> np.ndarray | None:
-    """``lut[code] = value`` when each code has one value (else None): e.g. an id's allele code."""
-    size = int(codes[codes != _NONE].max(initial=0)) + 1
-    lut = np.full(size + 1, fill, dtype=np.uint32)
-    idx = np.where(codes == _NONE, size, codes)
-    lut[idx] = values  # one of each code's values (which one is unspecified); then every row must agree
+def _per_code(idx: np.ndarray, size: int, values: np.ndarray) -> np.ndarray | None:
+    """``lut[i] = value`` for ids ``idx`` in ``0..size`` when each id has one value (else None):
+    e.g. an id's allele code."""
+    lut = np.full(size + 1, _NONE, dtype=np.uint32)
+    lut[idx] = values  # one of each id's values (which one is unspecified); then every row must agree
     return lut if bool(np.all(lut[idx] == values)) else None
 
 
@@ -70,10 +69,10 @@ def _strain_table(id_codes: np.ndarray, rows: np.ndarray, cols: dict[str, tuple[
     table = {"_code": ids.astype(np.uint32), "n": n[ids].astype(np.uint32), "first": first[ids]}
     out = pl.DataFrame(table)
     for key, codes in {id_key: id_codes, **other}.items():
-        lut = codes if key == id_key else _per_code(id_codes, codes, int(_NONE))
+        lut = codes if key == id_key else _per_code(idx, size, codes)
         if lut is None:
             return None
-        per_id = ids.astype(np.uint32) if key == id_key else lut[np.minimum(ids, len(lut) - 1)]
+        per_id = ids.astype(np.uint32) if key == id_key else lut[ids]
         per_id = np.where(ids == size, _NONE, per_id)
         names = cols[key][1]
         out = out.with_columns(pl.DataFrame({"code": per_id}).join(names, on="code", how="left",

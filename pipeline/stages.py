@@ -166,14 +166,11 @@ def describe_input(role: str, path: Path, origin: str) -> InputFile:
     synthetic = set()
     if origin == "sample":
         synthetic = _sample_synthetic()
-    # files hashed on parallel threads (hashlib releases the GIL): the four Costanzo tables
-    # are 1.9 GB, 1.2 s on one core
-    with ThreadPoolExecutor(max(1, min(len(files), default_workers()))) as ex:
-        digests = list(ex.map(sha256_file, files))
     recs = []
-    for f, h in zip(files, digests):
+    for f in files:
         rel = f.relative_to(SAMPLE_DIR).as_posix() if origin == "sample" else f.name
-        recs.append({"path": str(f), "sha256": h, "bytes": f.stat().st_size, "synthetic": rel in synthetic})
+        recs.append({"path": str(f), "sha256": sha256_file(f), "bytes": f.stat().st_size,
+                     "synthetic": rel in synthetic})
     digest = recs[0]["sha256"] if len(recs) == 1 else hashlib.sha256(
         "".join(r["sha256"] for r in recs).encode()).hexdigest()
     return InputFile(role, str(path), digest, sum(r["bytes"] for r in recs), origin,

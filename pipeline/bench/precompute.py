@@ -169,8 +169,9 @@ def _child_stage(spec: dict[str, Any]) -> dict[str, Any]:
     if n and "khop" in m["parameters"]["artifacts"]:
         zeros = (m["graph"]["n_genes"] - s.node_mask_dense(slice(0, n)).sum(axis=1)).tolist()
         removed = [0] * n
+        graph = open_graph(spec["graph"])
         for t in s.edge_types:
-            ptr, _ = s.removed_edges(t, 0, open_graph(spec["graph"]))
+            ptr, _ = s.removed_edges(t, 0, graph)
             removed = [a + int(b) for a, b in zip(removed, (ptr[1:] - ptr[:-1])[:n])]
         khop = {k: [unpack(r[None], s.n_genes)[0].nonzero()[0].tolist() for r in s.khop_bits(k, rows=slice(0, n))]
                 for k in (1, 2, 3)}
