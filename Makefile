@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup bench clean
+.PHONY: demo test lint setup bench clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or make PY=python3 ...)"; exit 1; }
@@ -21,11 +21,18 @@ demo: $(STAMP)
 	$(BIN)/python -m pipeline.build --graphs string12 --dataset kuzmin2018 --dataset costanzo2016 \
 		--precompute masks,khop,adjacency-rows
 
+# ruff first (a second or two), then the tests and the library's doctests (pyproject: testpaths, --doctest-modules).
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
+# The linter and dead code in the library (vulture: pyproject [tool.vulture]; exits non-zero on findings).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/vulture
+
 bench: $(STAMP)
-	$(BIN)/python -m pipeline.bench build
+	$(BIN)/python -m benchmarks build
 
 clean:
 	rm -rf $(VENV) data/processed/*

@@ -1,5 +1,5 @@
 """Prefect flows over the pipeline's stages (see :mod:`flows.build`).
 
-The stages themselves live in :mod:`pipeline.stages` and do not import Prefect;
+The stages themselves live in :mod:`pipeline.graph.stages` and do not import Prefect;
 this package only wraps them, so ``pipeline`` stays usable without a Prefect server.
 """

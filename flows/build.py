@@ -1,10 +1,13 @@
-"""Prefect flow ``build-graph``: the graph build of :mod:`pipeline.stages`, one task per stage.
+"""Prefect flow ``build-graph``: the build of :func:`pipeline.sequence.run_build`, one task run per step.
 
-:func:`build_graph` makes a :class:`~pipeline.stages.BuildConfig` and calls
-:func:`~pipeline.stages.run_build` with :func:`run_as_task`, so the order of
-the stages is defined in one place only and the flow builds exactly the store the
-CLI builds. It returns the store path (a str) and logs the summary table. While
-it runs, records of the ``pipeline`` loggers go to the run's logs too.
+The flow's parameters are derived from :class:`pipeline.config.BuildConfig`: one keyword
+parameter per configuration field, named like the field (``graphs``, ``datasets``,
+``on_unknown_allele``, ``artifacts`` for ``--precompute``, ``khop``, ...), so every CLI
+option is a flow parameter and a new option cannot reach one and miss the other.
+:func:`build_graph` turns them back into the same ``BuildConfig`` the CLI makes and calls
+:func:`~pipeline.sequence.run_build` with :data:`run_as_task`: the flow builds exactly the
+stores the CLI builds. It returns the graph store's path (a str) and logs the summary
+tables. While it runs, records of the ``pipeline`` loggers go to the run's logs too.
 
 Run it once, in this process, with the CLI's arguments::
 
@@ -20,7 +23,6 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
@@ -28,10 +30,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 from prefect.settings import PREFECT_LOGGING_LEVEL
 
-from pipeline.build import parser
-from pipeline.errors import PipelineError
-from pipeline.dataset_stages import summarize_dataset
-from pipeline.stages import BuildConfig, run_build, summarize
+from pipeline.build import parser, summaries
+from pipeline.config import BuildConfig
+from pipeline.core.errors import PipelineError
+from pipeline.sequence import run_build
 
 T = TypeVar("T")
 
@@ -84,68 +86,38 @@ def pipeline_logs_to_run() -> Iterator[None]:
         logger.setLevel(level)
 
 
-@flow(name="build-graph")
-def build_graph(graphs: list[str], raw: str = "data/raw", out: str = "data/processed", name: str | None = None,
-                genes: str | None = None, download: bool = False, force: bool = False,
-                go_max_term_size: int = 300, sequences: str | None = None, added_genes: str | None = None,
-                embeddings: list[str] | None = None, datasets: list[str] | None = None, replicates: str = "mean",
-                split_seed: int = 0, split_fractions: list[float] | None = None,
-                precompute: dict[str, Any] | None = None) -> str:
-    """Build the multigraph store of ``graphs`` (as ``python -m pipeline.build``); returns its path.
+def _build_graph(**params: Any) -> str:
+    """Build the stores of a :class:`~pipeline.config.BuildConfig` given by its flat parameters
+    (as ``python -m pipeline.build``); returns the graph store's path.
 
-    Parameters mean what the CLI options of the same names mean; relative paths
-    resolve against the working directory (the repository root for the deployment).
-    ``precompute`` holds the fields of :class:`pipeline.precompute.PrecomputeConfig`
-    (e.g. ``{"artifacts": ["masks", "khop"], "chunk_samples": 4096}``); the chunk tasks
+    Parameters mean what the CLI options of the same field names mean (``datasets`` is
+    ``--dataset``, ``artifacts`` is ``--precompute``); relative paths resolve against the
+    working directory (the repository root for the deployment). The precompute chunk tasks
     run on dask (a LocalCluster, or ``dask_address``) from the ``run_precompute_tasks`` task.
     """
-    from pipeline.precompute import PrecomputeConfig
-
-    cfg = BuildConfig(graphs=list(graphs), raw=Path(raw), out=Path(out), name=name,
-                      genes=Path(genes) if genes else None, download=download, force=force,
-                      go_max_term_size=go_max_term_size, sequences=sequences, added_genes=added_genes,
-                      embeddings=list(embeddings or []), datasets=list(datasets or []), replicates=replicates,
-                      split_seed=split_seed, split_fractions=tuple(split_fractions or (0.8, 0.1, 0.1)),
-                      precompute=PrecomputeConfig(**precompute) if precompute else None)
+    cfg = BuildConfig.from_params(params)
     with pipeline_logs_to_run():
         res = run_build(cfg, run=run_as_task)
-    logger = get_run_logger()
-    logger.info("%s %s\n%s", "built" if res.graph_built else "up to date:", res.graph, summarize(res.graph))
-    if res.dataset is not None:
-        logger.info("%s %s\n%s", "built" if res.dataset_built else "up to date:", res.dataset,
-                    summarize_dataset(res.dataset))
-    if res.precomputed is not None:
-        from pipeline.precompute import summarize_precompute
-        logger.info("%s %s\n%s", "built" if res.precomputed_built else "up to date:", res.precomputed,
-                    summarize_precompute(res.precomputed))
+    get_run_logger().info("\n".join(summaries(res)))
     return str(res.graph)
 
 
-def _precompute_dict(args: Any) -> dict[str, Any] | None:
-    from dataclasses import asdict
-
-    from pipeline.build import precompute_config
-    cfg = precompute_config(args)
-    return None if cfg is None else asdict(cfg)
+# The signature Prefect reads (parameter schema, validation, deployment defaults) is the config's.
+_build_graph.__signature__ = BuildConfig.parameters()  # type: ignore[attr-defined]
+_build_graph.__annotations__ = {**{p.name: p.annotation for p in BuildConfig.parameters().parameters.values()},
+                                "return": str}
+build_graph = flow(name="build-graph")(_build_graph)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m flows.build``: run the flow once with the arguments of ``python -m pipeline.build``."""
-    p = parser()
-    p.prog = "python -m flows.build"
+    """``python -m flows.build``: run the flow once with the options of ``python -m pipeline.build``."""
+    p = parser("python -m flows.build")
     p.description = "Run the build-graph Prefect flow once, in this process: " + (p.description or "")
     args = p.parse_args(argv)
     if args.quiet:
         logging.getLogger("pipeline").setLevel(logging.WARNING)
     try:
-        store = build_graph(graphs=args.graphs, raw=str(args.raw), out=str(args.out), name=args.name,
-                            genes=str(args.genes) if args.genes else None, download=args.download,
-                            force=args.force, go_max_term_size=args.go_max_term_size,
-                            sequences=str(args.sequences) if args.sequences else None,
-                            added_genes=str(args.added_genes) if args.added_genes else None,
-                            embeddings=args.embeddings, datasets=args.dataset,
-                            replicates=args.replicates, split_seed=args.split_seed,
-                            split_fractions=list(args.split_fractions), precompute=_precompute_dict(args))
+        store = build_graph(**BuildConfig.from_args(args).to_params())
     except (PipelineError, ValueError, FileNotFoundError) as e:  # the flow run logged the traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

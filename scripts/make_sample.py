@@ -2,8 +2,8 @@
 
 The sample is the embedded default of ``python -m pipeline.build``: small,
 deterministic (seed 0), clearly synthetic interaction files over the *real* gene ids
-of ``data/sample/genes.tsv``, written at the paths ``pipeline.registry.SOURCES[...].sample``
-names. Generation is :mod:`pipeline.synth.graph` (the same code as the full-scale
+of ``data/sample/genes.tsv``, written at the paths ``pipeline.graph.sources.SOURCES[...].sample``
+names. Generation is :mod:`synth.graph` (the same code as the full-scale
 benchmark data), at the sizes of :data:`SAMPLE_SIZES`.
 
 Usage::
@@ -29,10 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.genes import read_gene_table_tsv  # noqa: E402
-from pipeline.buildkey import sha256_file  # noqa: E402
-from pipeline.registry import SAMPLE_DIR, SOURCES  # noqa: E402
-from pipeline.synth.graph import (STRING_UNION_FULL, SynthSizes, gene_universe, rng_for,  # noqa: E402
+from pipeline.core.genes import read_gene_table_tsv  # noqa: E402
+from pipeline.core.buildkey import sha256_file  # noqa: E402
+from pipeline.core.paths import SAMPLE_DIR  # noqa: E402
+from pipeline.graph.sources import SOURCES  # noqa: E402
+from synth.graph import (STRING_UNION_FULL, SynthSizes, gene_universe, rng_for,  # noqa: E402
                                   write_sources)
 
 SEED = 0

@@ -2,14 +2,14 @@
 
 Small, deterministic (seed 0), clearly synthetic tables in the real published formats,
 over the real gene ids of ``data/sample/genes.tsv``, at the paths
-``pipeline.registry.DATASETS[...].samples`` names:
+``pipeline.dataset.sources.DATASETS[...].samples`` names:
 
 - ``kuzmin2018/aao1729_data_s1.sample.tsv``: ~2,400 rows of Kuzmin 2018 Data S1
   (1,400 digenic rows with HO-marked single-mutant queries, trigenic rows over 900
   distinct triples, replicates, ~5% ts alleles);
 - ``costanzo2016/SGA_{ExE,NxN,ExN_NxE,DAmP}.sample.txt``: 1,000 rows each.
 
-Generation is :mod:`pipeline.synth.phenotypes` (the same code as the full-scale
+Generation is :mod:`synth.phenotypes` (the same code as the full-scale
 benchmark tables). Usage::
 
     python scripts/make_sample_phenotypes.py [--check]
@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.buildkey import sha256_file  # noqa: E402
-from pipeline.registry import SAMPLE_DIR  # noqa: E402
-from pipeline.synth.phenotypes import (CostanzoSizes, KuzminSizes, gene_pool, write_costanzo2016,  # noqa: E402
+from pipeline.core.buildkey import sha256_file  # noqa: E402
+from pipeline.core.paths import SAMPLE_DIR  # noqa: E402
+from synth.phenotypes import (CostanzoSizes, KuzminSizes, gene_pool, write_costanzo2016,  # noqa: E402
                                        write_kuzmin2018)
 
 SEED = 0

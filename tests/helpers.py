@@ -7,8 +7,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.genes import GeneIndex, conform
-from pipeline.sources.string import HEADER
+from pipeline.core.genes import GeneIndex, conform
+from pipeline.sources.interactions.string import HEADER
 
 GENE_IDS = ["YAL001C", "YAL002W", "YAL003W", "YBR001C", "YCR002C", "Q0010"]
 

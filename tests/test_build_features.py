@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from pipeline.build import main
-from pipeline.stores.graph import open_graph
+from pipeline.graph.store import open_graph
 from tests.helpers import write_string
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.build import main
-from pipeline.stores.graph import open_graph
+from pipeline.graph.store import open_graph
 from tests.helpers import write_gene_list, write_string
 
 REPO = Path(__file__).resolve().parents[1]

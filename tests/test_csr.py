@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from pipeline.csr import CSR, build_csr, check_csr, incidence
-from pipeline.edges import EdgeTable
+from pipeline.core.edges import EdgeTable
+from pipeline.graph import csr as csr_mod
+from pipeline.graph.csr import CSR, build_csr, check_csr, incidence
 
 
 def random_table(rng, n, m, directed):
@@ -23,21 +24,22 @@ def test_invariants_on_random_graphs(directed):
         assert check_csr(csr) == []
         # oracle: python dict of pairs with max weight
         expect = {}
-        for a, b, w in zip(t.src.tolist(), t.dst.tolist(), t.weight.tolist()):
+        for a, b, w in zip(t.src.tolist(), t.dst.tolist(), t.weight.tolist(), strict=True):
             if a == b:
                 continue
             key = (a, b) if directed else (min(a, b), max(a, b))
             expect[key] = max(expect.get(key, -1.0), w)
         got = {}
         rows = csr.rows()
-        for r, c, w in zip(rows.tolist(), csr.indices.tolist(), csr.weights.tolist()):
+        for r, c, w in zip(rows.tolist(), csr.indices.tolist(), csr.weights.tolist(), strict=True):
             key = (r, c) if directed else (min(r, c), max(r, c))
             got.setdefault(key, w)
             assert got[key] == w
         assert {k: np.float32(v) for k, v in expect.items()} == {k: np.float32(v) for k, v in got.items()}
         assert st["pairs"] == len(expect) == csr.n_pairs
         assert csr.nnz == (len(expect) if directed else 2 * len(expect))
-        assert st["rows_in"] == st["dropped_self_loop"] + st["merged_duplicate"] + st.get("merged_mirror", 0) + st["pairs"]
+        assert st["rows_in"] == (st["dropped_self_loop"] + st["merged_duplicate"] + st.get("merged_mirror", 0)
+                                 + st["pairs"])
 
 
 @pytest.mark.parametrize("directed", [False, True])
@@ -84,8 +86,11 @@ def test_edge_index_matches_rows_and_indices():
 
 
 @pytest.mark.parametrize("directed", [False, True])
-def test_sorted_fast_path_equals_general_path(directed):
+def test_sorted_fast_path_equals_general_path(directed, monkeypatch):
     """Rows already in CSR order (as STRING files are) take a fast path; results must not differ."""
+    general = []
+    sorting = csr_mod._build_csr_sorting
+    monkeypatch.setattr(csr_mod, "_build_csr_sorting", lambda *a, **k: general.append(1) or sorting(*a, **k))
     rng = np.random.default_rng(2)
     csr, _ = build_csr(random_table(rng, 400, 6000, directed), 400)
     rows, cols = csr.rows(), csr.indices
@@ -93,9 +98,12 @@ def test_sorted_fast_path_equals_general_path(directed):
     sorted_rows = EdgeTable("t", rows, cols, w, directed)
     perm = rng.permutation(csr.nnz)
     shuffled = EdgeTable("t", rows[perm], cols[perm], w[perm], directed)
+    general.clear()
     fast, st_fast = build_csr(sorted_rows, 400)
+    assert general == []  # the fast path was taken ...
     slow, st_slow = build_csr(shuffled, 400)
-    for a, b in zip((fast.indptr, fast.indices, fast.weights), (slow.indptr, slow.indices, slow.weights)):
+    assert general == [1]  # ... and this one took the general path
+    for a, b in zip((fast.indptr, fast.indices, fast.weights), (slow.indptr, slow.indices, slow.weights), strict=True):
         assert np.array_equal(a, b)
     if not directed:
         assert np.array_equal(fast.mirror, slow.mirror)

@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from pipeline.csr import check_csr
-from pipeline.errors import SourceFormatError
-from pipeline.genes import GeneIndex, read_gene_list
-from pipeline.sources.dango import available_channels, read_dango
-from pipeline.stages import BuildConfig, run_graph_build
-from pipeline.stores.graph import open_graph
+from pipeline.config import BuildConfig
+from pipeline.core.errors import SourceFormatError
+from pipeline.core.genes import GeneIndex, read_gene_list
+from pipeline.graph.csr import check_csr
+from pipeline.graph.stages import run_graph_build
+from pipeline.graph.store import open_graph
+from pipeline.sources.interactions.dango import available_channels, read_dango
 
 pytestmark = pytest.mark.real_data
 
@@ -30,8 +31,8 @@ def independent_pairs(path):
 
 def test_build_matches_independent_count(real_dango, tmp_path):
     genes_file = real_dango / "yeast_string_genes.txt"
-    cfg = BuildConfig(graphs=["dango_string9_1"], raw=real_dango.parent, out=tmp_path, genes=genes_file)
-    store, built = run_graph_build(cfg)
+    cfg = BuildConfig.create(graphs=["dango_string9_1"], raw=real_dango.parent, out=tmp_path, genes=genes_file)
+    store, built = run_graph_build(cfg.graph, cfg.workspace)
     g = open_graph(store)
     dango_ids = [ln.strip() for ln in open(genes_file) if ln.strip()]
     pos = {gid: k for k, gid in enumerate(g.gene_ids.tolist())}
@@ -47,7 +48,7 @@ def test_build_matches_independent_count(real_dango, tmp_path):
         rows = csr.rows()
         up = rows < csr.indices
         got = {}
-        for r, col, w in zip(rows[up].tolist(), csr.indices[up].tolist(), csr.weights[up].tolist()):
+        for r, col, w in zip(rows[up].tolist(), csr.indices[up].tolist(), csr.weights[up].tolist(), strict=True):
             got[(r, col)] = w
         want_idx = {tuple(sorted((pos[dango_ids[i - 1]], pos[dango_ids[j - 1]]))): s
                     for (i, j), s in want.items()}

@@ -4,11 +4,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.dataset import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, decode_keys, encode
-from pipeline.errors import StoreError
-from pipeline.genes import GeneIndex, conform
-from pipeline.splits.gene_holdout import held_out_genes
-from pipeline.stores.dataset import open_dataset, write_dataset
+from pipeline.core.errors import StoreError
+from pipeline.core.genes import GeneIndex, conform
+from pipeline.dataset.encode import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, decode_keys, encode
+from pipeline.dataset.splits.gene_holdout import held_out_genes
+from pipeline.dataset.store import open_dataset, write_dataset
 
 IDS = [f"Y{i:04d}W" for i in range(200)]
 
@@ -54,8 +54,8 @@ def test_encode_packs_strains_and_tags_unknown_genes():
     assert (enc["key"] >= int(UNKNOWN)).sum() == 1 and enc["key"][5] == int(UNKNOWN) + 7
     gcols, tcols = decode_keys(enc["key"].to_numpy())
     for r in (0, 1, 8):
-        want = sorted(zip((IDS.index(g) for g in raw["genes"][r]), raw["types"][r]))
-        got = [(int(g[r]), int(t[r])) for g, t in zip(gcols, tcols) if g[r] >= 0]
+        want = sorted(zip((IDS.index(g) for g in raw["genes"][r]), raw["types"][r], strict=True))
+        got = [(int(g[r]), int(t[r])) for g, t in zip(gcols, tcols, strict=True) if g[r] >= 0]
         assert got == want
 
 

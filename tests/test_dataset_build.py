@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 
 from pipeline.build import main
-from pipeline.stores.dataset import open_dataset
-from pipeline.stores.graph import open_graph
+from pipeline.dataset.store import open_dataset
+from pipeline.graph.store import open_graph
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,13 +60,18 @@ def test_changed_seed_rebuilds_with_other_splits(tmp_path):
 def test_unknown_dataset_and_bad_fractions(tmp_path, capsys):
     assert main(["--graphs", "string12_fusion", "--dataset", "kuzmin2099", "--out", str(tmp_path)]) == 2
     assert "unknown dataset" in capsys.readouterr().err
-    assert main(["--graphs", "string12_fusion", "--split-fractions", "0.5", "0.5", "0.5", "--out", str(tmp_path)]) == 2
+    assert main(["--graphs", "string12_fusion", "--dataset", "kuzmin2018", "--split-fractions", "0.5", "0.5", "0.5",
+                 "--out", str(tmp_path)]) == 2
     assert "split fractions" in capsys.readouterr().err
+    # a dataset option without --dataset would be dropped silently: refused
+    assert main(["--graphs", "string12_fusion", "--split-fractions", "0.5", "0.25", "0.25",
+                 "--out", str(tmp_path)]) == 2
+    assert "--split-fractions given without --dataset" in capsys.readouterr().err
 
 
 def test_dataset_benchmark_runs(tmp_path):
     out = tmp_path / "d.json"
-    r = subprocess.run([sys.executable, "-m", "pipeline.bench", "dataset", "--costanzo-scales", "0.001", "0.002",
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "dataset", "--costanzo-scales", "0.001", "0.002",
                         "--kuzmin-scale", "0.01", "--baseline-rows", "300", "--workdir", str(tmp_path / "wd"),
                         "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
@@ -79,7 +84,7 @@ def test_dataset_benchmark_runs(tmp_path):
 def test_non_numeric_score_fails_the_build_naming_file_line_and_column(tmp_path, capsys):
     """The stage parses scores once (in its collect, not in the readers' validation pass); a bad
     one still stops it with the reader's message: file, line and column."""
-    from pipeline.registry import SAMPLE_DIR
+    from pipeline.core.paths import SAMPLE_DIR
 
     raw = tmp_path / "raw" / "costanzo2016"
     raw.mkdir(parents=True)
@@ -100,7 +105,7 @@ def test_non_numeric_score_fails_the_build_naming_file_line_and_column(tmp_path,
 
 
 def test_rows_naming_genes_outside_the_index_are_counted_and_dropped(tmp_path):
-    from pipeline.registry import SAMPLE_DIR
+    from pipeline.core.paths import SAMPLE_DIR
 
     nxn = (SAMPLE_DIR / "costanzo2016" / "SGA_NxN.sample.txt").read_text().splitlines()[1:]
     gone = sorted({ln.split("\t")[0].split("_")[0] for ln in nxn[:3]})  # query genes of the first rows

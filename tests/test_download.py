@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import registry
 from pipeline.build import main
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
+from pipeline.graph import sources as registry
+from pipeline.graph.store import open_graph
 from pipeline.sources.download import ChecksumMismatchError, DownloadError, fetch
-from pipeline.stores.graph import open_graph
 
 pytestmark = pytest.mark.timeout(60)
 

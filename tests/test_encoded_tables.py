@@ -7,14 +7,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.dataset import UNKNOWN, collect_observations, encode
-from pipeline.encoded_tables import read_encoded
-from pipeline.errors import SourceFormatError
-from pipeline.genes import GeneIndex
-from pipeline.registry import DATASETS, SAMPLE_DIR
-from pipeline.sources.costanzo import COSTANZO2016, scan_costanzo2016
-from pipeline.sources.kuzmin import KUZMIN2018, scan_kuzmin2018
-from pipeline.synth.phenotypes import COSTANZO_HEADER, KUZMIN_HEADER
+from pipeline.core.errors import SourceFormatError
+from pipeline.core.genes import GeneIndex
+from pipeline.core.paths import SAMPLE_DIR
+from pipeline.dataset.encode import UNKNOWN, collect_observations, encode
+from pipeline.dataset.onepass import read_encoded
+from pipeline.dataset.sources import DATASETS
+from pipeline.sources.phenotypes.costanzo import COSTANZO2016, scan_costanzo2016
+from pipeline.sources.phenotypes.kuzmin import KUZMIN2018, scan_kuzmin2018
+from synth.phenotypes import COSTANZO_HEADER, KUZMIN_HEADER
 from tests.test_phenotype_readers import costanzo_rows, kuzmin_rows, tsv
 
 

@@ -13,13 +13,31 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.errors import SourceFormatError
-from pipeline.features import (AMINO_ACIDS, CODONS, GENETIC_CODE, POSITION_FEATURE_NAMES, SEQUENCE_FEATURE_NAMES,
-                               added_genes, append_added, codon_counts, gene_features, import_embeddings,
-                               position_features, sequence_features, translate)
-from pipeline.genes import GENE_SCHEMA, GeneIndex, conform, read_gene_table_tsv
-from pipeline.sources.sequences import (location_parts, read_fasta, read_genbank_cds, read_gff3_cds,
-                                        reverse_complement, sequences_for)
+from pipeline.core.errors import SourceFormatError
+from pipeline.core.genes import GENE_SCHEMA, GeneIndex, conform, read_gene_table_tsv
+from pipeline.graph.features import (
+    AMINO_ACIDS,
+    CODONS,
+    GENETIC_CODE,
+    POSITION_FEATURE_NAMES,
+    SEQUENCE_FEATURE_NAMES,
+    added_genes,
+    append_added,
+    codon_counts,
+    gene_features,
+    import_embeddings,
+    position_features,
+    sequence_features,
+    translate,
+)
+from pipeline.sources.genome.sequences import (
+    location_parts,
+    read_fasta,
+    read_genbank_cds,
+    read_gff3_cds,
+    reverse_complement,
+    sequences_for,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
@@ -123,8 +141,8 @@ def test_genbank_cds_spliced_and_reverse_complemented(tmp_path):
 
 def test_genbank_directory_and_record_without_sequence(tmp_path):
     (tmp_path / "chr01.gb").write_text(_genbank(GB_FEATURES[:7]))
-    (tmp_path / "chr02.gb").write_text(_genbank(['     CDS             1..9', '                     /locus_tag="YBB001W"'],
-                                                seq=None))
+    cds = ['     CDS             1..9', '                     /locus_tag="YBB001W"']
+    (tmp_path / "chr02.gb").write_text(_genbank(cds, seq=None))
     df = read_genbank_cds(tmp_path)
     assert df.rows() == [("YAA001W", PLUS_CDS), ("YBB001W", None)]  # kept, as null
 
@@ -420,7 +438,7 @@ def test_sample_cds_covers_the_gene_table(sample_cds):
     seqs, rep = sequences_for(GeneIndex.from_table(genes), sample_cds)
     assert rep.n_missing == 0 and rep.unknown == []
     # spliced CDS never exceed their genomic span; intron-less ones equal it
-    span = dict(zip(genes["id"].to_list(), genes["length"].to_list()))
+    span = dict(zip(genes["id"].to_list(), genes["length"].to_list(), strict=True))
     lengths = {g: len(s) for g, s in sample_cds.iter_rows()}
     assert all(lengths[g] <= span[g] for g in lengths)
     assert sum(lengths[g] == span[g] for g in lengths) > 5600
@@ -428,9 +446,9 @@ def test_sample_cds_covers_the_gene_table(sample_cds):
 
 def test_sample_cds_look_like_coding_sequences(sample_cds):
     ids, seqs = sample_cds["id"].to_list(), sample_cds["sequence"].to_list()
-    not3 = [g for g, s in zip(ids, seqs) if len(s) % 3]
-    no_atg = [g for g, s in zip(ids, seqs) if not s.startswith("ATG")]
-    no_stop = [g for g, s in zip(ids, seqs) if s[-3:] not in ("TAA", "TAG", "TGA")]
+    not3 = [g for g, s in zip(ids, seqs, strict=True) if len(s) % 3]
+    no_atg = [g for g, s in zip(ids, seqs, strict=True) if not s.startswith("ATG")]
+    no_stop = [g for g, s in zip(ids, seqs, strict=True) if s[-3:] not in ("TAA", "TAG", "TGA")]
     # as generated from R64-2-1 all three lists are empty (the generator prints them)
     assert len(not3) <= 0.01 * len(ids), not3[:20]
     assert len(no_atg) <= 0.01 * len(ids), no_atg[:20]

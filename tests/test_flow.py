@@ -24,8 +24,8 @@ from prefect.client.schemas.objects import TaskRun
 
 from flows.build import build_graph
 from pipeline.build import main
-from pipeline.registry import REPO_ROOT
-from pipeline.stores.graph import open_graph
+from pipeline.core.paths import REPO_ROOT
+from pipeline.graph.store import open_graph
 
 pytestmark = pytest.mark.timeout(120)
 harness = pytest.mark.usefixtures("prefect_harness")
@@ -107,7 +107,7 @@ def test_flow_failure_names_the_problem(tmp_path: Path) -> None:
 @harness
 def test_flow_runs_the_dataset_stage_like_the_cli(tmp_path: Path) -> None:
     """The flow's dataset stage is the CLI's: same samples and splits from the bundled samples."""
-    from pipeline.stores.dataset import open_dataset
+    from pipeline.dataset.store import open_dataset
 
     kw = {"graphs": ["string12_fusion"], "raw": str(tmp_path / "raw"), "datasets": ["kuzmin2018"]}
     state = build_graph(out=str(tmp_path / "flow"), return_state=True, **kw)
@@ -125,12 +125,12 @@ def test_flow_runs_the_dataset_stage_like_the_cli(tmp_path: Path) -> None:
 
 def test_flow_runs_the_precompute_stage_like_the_cli(tmp_path: Path) -> None:
     """Same stage definitions: the flow's precomputed store has the CLI's checksums, chunk by chunk."""
-    from pipeline.stores.precomputed import open_precomputed
+    from pipeline.precompute.store import open_precomputed
 
     pre = {"artifacts": ["masks", "khop", "adjacency-rows"], "khop": [1, 2], "chunk_samples": 512,
            "adjacency_steps": 4, "adjacency_rows": 8, "adjacency_negatives": 4, "dask_processes": False}
     kw = {"graphs": ["string12_fusion"], "raw": str(tmp_path / "raw"), "datasets": ["kuzmin2018"]}
-    state = build_graph(out=str(tmp_path / "flow"), precompute=pre, return_state=True, **kw)
+    state = build_graph(out=str(tmp_path / "flow"), return_state=True, **pre, **kw)
     assert state.is_completed()
     names = {r.name.rsplit("-", 1)[0] for r in _task_runs(state.state_details.flow_run_id)}
     assert {"plan_precompute", "prepare_precompute", "run_precompute_tasks", "publish_precompute"} <= names
@@ -141,6 +141,57 @@ def test_flow_runs_the_precompute_stage_like_the_cli(tmp_path: Path) -> None:
     a = open_precomputed(tmp_path / "flow" / "string12" / "precomputed.zarr").manifest
     b = open_precomputed(tmp_path / "cli" / "string12" / "precomputed.zarr").manifest
     assert a["build_key"] == b["build_key"] and a["chunks"] == b["chunks"] and a["adjacency"] == b["adjacency"]
+
+
+#: A valid non-default value of every option of ``python -m pipeline.build``, as argv words.
+NON_DEFAULT = {
+    "graphs": ["--graphs", "physical"], "genes": ["--genes", "g.txt"], "sequences": ["--sequences", "s.fa"],
+    "added_genes": ["--added-genes", "a.tsv"], "embeddings": ["--embeddings", "esm=e.tsv"],
+    "download": ["--download"], "go_max_term_size": ["--go-max-term-size", "301"], "raw": ["--raw", "r"],
+    "out": ["--out", "o"], "name": ["--name", "n"], "force": ["--force"],
+    "datasets": ["--dataset", "kuzmin2020"], "replicates": ["--replicates", "first"],
+    "on_unknown_allele": ["--on-unknown-allele", "error"], "split_seed": ["--split-seed", "7"],
+    "split_fractions": ["--split-fractions", "0.7", "0.2", "0.1"], "artifacts": ["--precompute", "masks"],
+    "khop": ["--khop", "2"], "khop_modes": ["--khop-mode", "union"], "mask_types": ["--mask-types", "deletion"],
+    "dense_edge_masks": ["--dense-edge-masks"], "lmdb": ["--lmdb"], "chunk_samples": ["--chunk-samples", "128"],
+    "adjacency_graphs": ["--adjacency-graphs", "physical"], "adjacency_epochs": ["--adjacency-epochs", "2"],
+    "adjacency_steps": ["--adjacency-steps", "3"], "adjacency_batch_size": ["--adjacency-batch-size", "32"],
+    "adjacency_rows": ["--adjacency-rows", "9"], "adjacency_negatives": ["--adjacency-negatives", "5"],
+    "adjacency_sampling": ["--adjacency-sampling", "degree"], "adjacency_seed": ["--adjacency-seed", "4"],
+    "dask_address": ["--dask-address", "tcp://127.0.0.1:1"], "workers": ["--workers", "3"],
+    "dask_processes": ["--dask-threads"],
+}
+
+
+def test_every_cli_option_reaches_the_flow() -> None:
+    """Each CLI option is a flow parameter of the same field name, and an option set to a
+    non-default value on the command line arrives in the flow's config unchanged (through
+    Prefect's own parameter validation)."""
+    from pipeline.build import parser
+    from pipeline.config import BuildConfig
+
+    dests = {a.dest for a in parser()._actions if a.dest not in ("help", "quiet")}
+    assert dests == set(NON_DEFAULT), f"give every option a non-default value here: {dests ^ set(NON_DEFAULT)}"
+    assert set(build_graph.parameters.properties) == dests
+    base = ["--graphs", "string12", "--dataset", "kuzmin2018", "--precompute", "masks,khop"]
+    plain = BuildConfig.from_args(parser().parse_args(base))
+    for dest, words in NON_DEFAULT.items():
+        cli = BuildConfig.from_args(parser().parse_args(base + words))
+        assert cli != plain, f"{words} changed nothing"
+        params = build_graph.validate_parameters(cli.to_params())
+        assert BuildConfig.from_params(params) == cli, dest
+
+
+@harness
+def test_flow_command_takes_every_option(tmp_path: Path) -> None:
+    """``python -m flows.build --on-unknown-allele error`` reaches the dataset stage (it was once dropped)."""
+    from flows.build import main as flow_main
+    from pipeline.dataset.store import open_dataset
+
+    assert flow_main(["--graphs", "string12_fusion", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "o"),
+                      "--dataset", "kuzmin2018", "--on-unknown-allele", "error", "--split-seed", "3", "-q"]) == 0
+    params = open_dataset(tmp_path / "o" / "string12" / "dataset").manifest["parameters"]
+    assert params["on_unknown_allele"] == "error" and params["split_seed"] == 3
 
 
 def _free_port() -> int:

@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.errors import SourceFormatError
-from pipeline.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform, read_gene_table_tsv
-from pipeline.sources.genbank import parse_location, read_genbank
-from pipeline.sources.go import go_coannotation
-from pipeline.sources.gff3 import read_gff3
+from pipeline.core.errors import SourceFormatError
+from pipeline.core.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform, read_gene_table_tsv
+from pipeline.sources.genome.genbank import parse_location, read_genbank
+from pipeline.sources.genome.gff3 import read_gff3
+from pipeline.sources.interactions.go import go_coannotation
 
 SAMPLE_GENES = Path(__file__).resolve().parents[1] / "data" / "sample" / "genes.tsv"
 
@@ -318,7 +318,7 @@ def _go_index() -> GeneIndex:
 def test_go_coannotation_pairs_and_bound():
     gi = _go_index()
     e = go_coannotation(gi, max_term_size=3)
-    got = {(gi.ids[a], gi.ids[b]): float(w) for a, b, w in zip(e.src, e.dst, e.weight)}
+    got = {(gi.ids[a], gi.ids[b]): float(w) for a, b, w in zip(e.src, e.dst, e.weight, strict=True)}
     # GO:0000001 {A,B,C}, GO:0000002 {A,B}; GO:0005575 (5 genes) too large; 0000003/0000009 singletons
     assert got == {("YA", "YB"): 2.0, ("YA", "YC"): 1.0, ("YB", "YC"): 1.0}
     assert not e.directed and e.name == "go_coannotation"
@@ -327,7 +327,7 @@ def test_go_coannotation_pairs_and_bound():
                        "terms_too_small": 2}
 
     big = go_coannotation(gi, max_term_size=5, name="go")
-    pairs = {(gi.ids[a], gi.ids[b]) for a, b in zip(big.src, big.dst)}
+    pairs = {(gi.ids[a], gi.ids[b]) for a, b in zip(big.src, big.dst, strict=True)}
     assert pairs == set(itertools.combinations(["YA", "YB", "YC", "YD", "YE"], 2))
     assert big.weight[(big.src == 0) & (big.dst == 1)].tolist() == [3.0]
     assert big.name == "go" and big.stats["terms_used"] == 3
@@ -353,14 +353,14 @@ def test_go_coannotation_matches_brute_force():
         if 3 <= len(s) <= 9:
             for pair in itertools.combinations(sorted(s), 2):
                 expected[pair] = expected.get(pair, 0.0) + 1.0
-    assert dict(zip(zip(e.src.tolist(), e.dst.tolist()), e.weight.tolist())) == expected
+    assert dict(zip(zip(e.src.tolist(), e.dst.tolist(), strict=True), e.weight.tolist(), strict=True)) == expected
     assert (e.src < e.dst).all()
 
 
 def test_gff3_fast_path_equals_line_reader(tmp_path):
     """The vectorised reader and the line-by-line reader agree, on the excerpt and at genome scale."""
-    from pipeline.sources.gff3 import _read_checked, _read_vectorised
-    from pipeline.synth.graph import write_gff3
+    from pipeline.sources.genome.gff3 import _read_checked, _read_vectorised
+    from synth.graph import write_gff3
 
     p = tmp_path / "excerpt.gff"
     p.write_text(GFF3)

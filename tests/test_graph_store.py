@@ -1,15 +1,17 @@
 """Graph store: round trip, CSR invariants, fingerprints, atomic publish, no-op rebuild."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-import pipeline.stages as stages
-from pipeline.csr import check_csr
-from pipeline.errors import StoreError
-from pipeline.stages import BuildConfig, run_graph_build
-from pipeline.stores.graph import open_graph
+import pipeline.graph.stages as stages
+from pipeline.config import BuildConfig
+from pipeline.core.errors import StoreError
+from pipeline.graph.csr import check_csr
+from pipeline.graph.stages import run_graph_build
+from pipeline.graph.store import open_graph
 from tests.helpers import GENE_IDS, write_gene_list, write_string
 
 
@@ -17,8 +19,8 @@ def build(tmp_path, **kw):
     raw = tmp_path / "raw"
     write_string(raw / "string" / "4932.protein.links.detailed.v12.0.txt.gz")
     genes = write_gene_list(tmp_path / "genes.txt")
-    cfg = BuildConfig(graphs=["string12"], raw=raw, out=tmp_path / "out", genes=genes, **kw)
-    return cfg, run_graph_build(cfg)
+    cfg = BuildConfig.create(graphs=["string12"], raw=raw, out=tmp_path / "out", genes=genes, **kw)
+    return cfg, run_graph_build(cfg.graph, cfg.workspace)
 
 
 def test_round_trip(tmp_path):
@@ -52,14 +54,15 @@ def test_rebuild_is_noop_and_force_rebuilds(tmp_path, caplog):
     cfg, (store, built) = build(tmp_path)
     created = open_graph(store).manifest["created"]
     caplog.set_level("INFO")
-    store2, built2 = run_graph_build(cfg)
+    store2, built2 = run_graph_build(cfg.graph, cfg.workspace)
     assert (store2, built2) == (store, False)
     assert "up to date" in caplog.text
-    cfg.force = True
-    assert run_graph_build(cfg)[1] is True
+    cfg = cfg.replace(where=replace(cfg.where, force=True))
+    assert run_graph_build(cfg.graph, cfg.workspace)[1] is True
     # changed parameters (a different selection) -> a different build key, rebuilt
-    cfg.force, cfg.graphs, cfg.name = False, ["string12_fusion"], store.parent.name
-    _, built3 = run_graph_build(cfg)
+    cfg = BuildConfig.create(graphs=["string12_fusion"], raw=cfg.where.raw, out=cfg.where.out,
+                             name=store.parent.name, genes=cfg.graph.genes)
+    _, built3 = run_graph_build(cfg.graph, cfg.workspace)
     assert built3 and open_graph(store).edge_types == ["string12_fusion"]
     assert created  # first store had a timestamp
 
@@ -87,9 +90,9 @@ def test_crash_mid_write_publishes_nothing(tmp_path, monkeypatch):
         return real(*a, **k)
 
     monkeypatch.setattr(stages, "write_edge_type", failing)
-    cfg.force = True
+    cfg = cfg.replace(where=replace(cfg.where, force=True))
     with pytest.raises(KeyboardInterrupt):
-        run_graph_build(cfg)
+        run_graph_build(cfg.graph, cfg.workspace)
     # the old store is intact and nothing temporary is left
     assert open_graph(store).manifest["build_key"] == before
     assert [p.name for p in store.parent.iterdir()] == ["graph.zarr"]
@@ -108,6 +111,6 @@ def test_half_written_store_does_not_open(tmp_path):
         open_graph(leftover)
     with pytest.raises(StoreError, match="no graph store here"):
         open_graph(tmp_path / "nothing")
-    cfg.force = True
-    run_graph_build(cfg)  # the next build removes the leftover
+    cfg = cfg.replace(where=replace(cfg.where, force=True))
+    run_graph_build(cfg.graph, cfg.workspace)  # the next build removes the leftover
     assert not leftover.exists()

@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.errors import SourceFormatError
-from pipeline.genes import GeneIndex, conform
-from pipeline.sources.biogrid import TAB3_COLUMNS, read_biogrid
-from pipeline.sources.regulatory import read_regulatory
-from pipeline.sources.tflink import read_tflink
+from pipeline.core.errors import SourceFormatError
+from pipeline.core.genes import GeneIndex, conform
+from pipeline.sources.interactions.biogrid import TAB3_COLUMNS, read_biogrid
+from pipeline.sources.interactions.regulatory import read_regulatory
+from pipeline.sources.interactions.tflink import read_tflink
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def genes() -> GeneIndex:
 
 def pairs(table, genes: GeneIndex) -> list[tuple[str, str]]:
     ids = genes.ids
-    return [(ids[a], ids[b]) for a, b in zip(table.src, table.dst)]
+    return [(ids[a], ids[b]) for a, b in zip(table.src, table.dst, strict=True)]
 
 
 # --- BioGRID ----------------------------------------------------------------------------

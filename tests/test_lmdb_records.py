@@ -1,4 +1,4 @@
-"""Per-sample LMDB records (pipeline.stores.records): layout, round trip, resume, kill, fork/spawn, verify."""
+"""Per-sample LMDB records (pipeline.precompute.records): layout, round trip, resume, kill, fork/spawn, verify."""
 
 from __future__ import annotations
 
@@ -16,9 +16,16 @@ import lmdb
 import numpy as np
 import pytest
 
-from pipeline.errors import StoreError
-from pipeline.stores.records import (RecordReader, RecordSchema, RecordWriter, decode_batch, decode_record,
-                                     encode_records, open_records)
+from pipeline.core.errors import StoreError
+from pipeline.precompute.records import (
+    RecordReader,
+    RecordSchema,
+    RecordWriter,
+    decode_batch,
+    decode_record,
+    encode_records,
+    open_records,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,13 +110,13 @@ def independent_decode(schema: RecordSchema, buf: bytes) -> dict[str, np.ndarray
     assert buf[off:hdr_end] == b"\0" * (hdr_end - off)
     off = hdr_end
     out = {}
-    for (name, dt), c in zip(schema.sections, counts):
+    for (name, dt), c in zip(schema.sections, counts, strict=True):
         assert off % 8 == 0, (name, off)
         code = STRUCT_CODES[dt.kind, dt.itemsize]
         size = struct.calcsize("<" + code)
         raw = buf[off:off + c * size]
         assert len(raw) == c * size
-        out[name] = np.array(struct.unpack("<%d%s" % (c, code), raw), dtype=dt)
+        out[name] = np.array(struct.unpack(f"<{c}{code}", raw), dtype=dt)
         end = off + c * size
         off = -(-end // 8) * 8
         assert buf[end:off] == b"\0" * (off - end), f"{name}: padding not zero"
@@ -414,7 +421,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys
     sys.path.insert(0, {repo!r})
     from tests.test_lmdb_records import SCHEMA, make_columns
-    from pipeline.stores.records import RecordWriter
+    from pipeline.precompute.records import RecordWriter
     w = RecordWriter({path!r}, SCHEMA)
     for chunk in range(10_000):
         w.put_chunk(chunk, chunk * 2000, make_columns(2000, seed=chunk))
@@ -491,7 +498,7 @@ def test_reader_after_fork(tmp_path):
     assert not isinstance(res, str), res
     child_pid, child_reader_pid, out, batch = res
     assert child_pid != os.getpid() and child_reader_pid == child_pid  # reopened in the child
-    for i, got in zip(ids, out):
+    for i, got in zip(ids, out, strict=True):
         assert_same(got, expected[i])
     assert batch["genes"][1].tolist() == np.concatenate([expected[i]["genes"] for i in ids]).tolist()
     assert r._h.env is parent_env  # the parent's env is untouched and still works
@@ -509,6 +516,6 @@ def test_reader_pickles_for_spawn(tmp_path):
     with ctx.Pool(1) as pool:
         pid, rpid, out, batch, n = pool.apply(_read_spawned, (r, [11, 2, 5]))
     assert pid != os.getpid() and rpid == pid and n == 12
-    for i, got in zip([11, 2, 5], out):
+    for i, got in zip([11, 2, 5], out, strict=True):
         assert_same(got, expected[i])
     assert batch["types"][1].tolist() == np.concatenate([expected[i]["types"] for i in (11, 2, 5)]).tolist()

@@ -5,18 +5,26 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from pipeline.errors import SourceFormatError
-from pipeline.perturbations import CODES, CODES_DOC, OBSERVATION_SCHEMA, parse_strains
-from pipeline.registry import SAMPLE_DIR
-from pipeline.sources.costanzo import scan_costanzo2016
-from pipeline.sources.kuzmin import read_kuzmin2020, scan_kuzmin2018
-from pipeline.synth.phenotypes import (COSTANZO_HEADER, KUZMIN_HEADER, CostanzoSizes, KuzminSizes, gene_pool,
-                                       write_costanzo2016, write_kuzmin2018)
+from pipeline.core.errors import SourceFormatError
+from pipeline.core.paths import SAMPLE_DIR
+from pipeline.core.perturbations import ALLELE_KINDS, CODES, MIXED, OBSERVATION_SCHEMA, parse_strains
+from pipeline.sources.phenotypes.costanzo import scan_costanzo2016
+from pipeline.sources.phenotypes.kuzmin import read_kuzmin2020, scan_kuzmin2018
+from synth.phenotypes import (
+    COSTANZO_HEADER,
+    KUZMIN_HEADER,
+    CostanzoSizes,
+    KuzminSizes,
+    gene_pool,
+    write_costanzo2016,
+    write_kuzmin2018,
+)
 
 KUZMIN_SAMPLE = SAMPLE_DIR / "kuzmin2018" / "aao1729_data_s1.sample.tsv"
 COSTANZO_SAMPLES = [SAMPLE_DIR / "costanzo2016" / f"SGA_{k}.sample.txt" for k in ("ExE", "NxN", "ExN_NxE", "DAmP")]
@@ -94,10 +102,30 @@ def test_unparseable_strains_say_why():
     assert df["genes"].null_count() == len(ids)
 
 
-def test_codes_doc_lists_every_code():
-    assert sorted(CODES.values()) == list(range(1, 7))
-    for name, code in CODES.items():
-        assert f"| {code} | `{name}` |" in CODES_DOC
+def _layout_code_table() -> list[list[str]]:
+    """The rows of the type-code table in storage_layout.md (the contract), as lists of cells."""
+    text = (Path(__file__).resolve().parents[1] / "storage_layout.md").read_text()
+    head = text.index("| code | type | strain-id suffixes (allele kind) | meaning |")
+    rows = []
+    for line in text[head:].splitlines()[2:]:  # past the header and the |---| line
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def test_code_table_in_storage_layout_is_the_code():
+    rows = _layout_code_table()
+    assert len(rows) >= 6 and all(len(r) == 4 for r in rows), rows
+    documented = {re.fullmatch(r"`(\w+)`", name).group(1): int(code) for code, name, _, _ in rows}
+    assert documented == CODES
+    assert sorted(CODES.values()) == list(range(1, len(CODES) + 1))  # 0 is never stored
+    # the strain-id suffixes column (before any ';') is ALLELE_KINDS; tm (types from the allele name) besides
+    kinds = {}
+    for code, _, suffixes, _ in rows:
+        for kind in re.findall(r"`([^`]+)`", suffixes.split(";")[0]):
+            kinds[kind.lower()] = int(code)
+    assert kinds | {"tm": MIXED} == ALLELE_KINDS
 
 
 # --- readers on the samples ------------------------------------------------------------------
@@ -175,7 +203,7 @@ def test_costanzo2016_excerpt_exact(tmp_path):
 
 
 def test_kuzmin2020_xlsx_title_row_and_screen(tmp_path):
-    xlsxwriter = pytest.importorskip("xlsxwriter")
+    import xlsxwriter  # the test extra has it: a missing one is an error, not a skip
     header = [h.replace("Combined mutant fitness", "Double/triple mutant fitness") for h in KUZMIN_HEADER]
 
     def write(path: Path, hdr: list[str], rows: list[list[object]]) -> Path:

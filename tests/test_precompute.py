@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 import zarr
 
-from pipeline.errors import StoreError
-from pipeline.khop import unpack
-from pipeline.masks import dense_from_positions, node_mask_flips, removed_edges, removed_genes
-from pipeline.perturbations import CODES
-from pipeline.precompute import PrecomputeConfig
-from pipeline.stages import BuildConfig, run_build
-from pipeline.stores.graph import open_graph
-from pipeline.stores.precomputed import open_precomputed
-from pipeline.verify import verify
+from pipeline.config import BuildConfig
+from pipeline.core.errors import StoreError
+from pipeline.core.perturbations import CODES
+from pipeline.graph.store import open_graph
+from pipeline.precompute.khop import unpack
+from pipeline.precompute.masks import dense_from_positions, node_mask_flips, removed_edges, removed_genes
+from pipeline.precompute.stages import PrecomputeConfig
+from pipeline.precompute.store import open_precomputed
+from pipeline.precompute.verify import verify
+from pipeline.sequence import run_build
 
 REPO = Path(__file__).resolve().parents[1]
 GRAPHS = ["string12", "regulatory", "tflink"]  # undirected and directed types
@@ -39,7 +40,7 @@ def _added(tmp: Path) -> Path:
 
 
 def _build(out: Path, tmp: Path, **over) -> object:
-    cfg = BuildConfig(graphs=GRAPHS, raw=tmp / "raw", out=out, datasets=["kuzmin2018", "costanzo2016"],
+    cfg = BuildConfig.create(graphs=GRAPHS, raw=tmp / "raw", out=out, datasets=["kuzmin2018", "costanzo2016"],
                       added_genes=_added(tmp), precompute=PrecomputeConfig(**{**PRE, **over}))
     return run_build(cfg)
 
@@ -89,7 +90,7 @@ def test_node_and_edge_masks_equal_naive(built):
         edense = zarr.open_group(str(res.precomputed), mode="r")[f"edge_mask/{t}/dense"].oindex[ids, :]
         for row, i in enumerate(ids):
             g, ty = genes[ptr[i]:ptr[i + 1]], types[ptr[i]:ptr[i + 1]]
-            removed = [int(x) for x, c in zip(g, ty) if int(c) in rem_codes and not added[x]]
+            removed = [int(x) for x, c in zip(g, ty, strict=True) if int(c) in rem_codes and not added[x]]
             if t == graph.edge_types[0]:
                 want = np.where(added, 0, 1).astype(np.uint8)
                 want[removed] = 0
@@ -128,7 +129,7 @@ def test_khop_equals_pyg(built):
         for row, i in enumerate(ids.tolist()):
             seeds = torch.from_numpy(genes[ptr[i]:ptr[i + 1]].astype(np.int64))
             want = torch.zeros(n, dtype=torch.bool)
-            for t, ei in eis.items():
+            for ei in eis.values():
                 subset, _, _, _ = k_hop_subgraph(seeds, k, ei, relabel_nodes=False, num_nodes=n)
                 want[subset] = True
             assert np.array_equal(per_type[row], want.numpy()), (k, i)
@@ -140,12 +141,12 @@ def test_khop_equals_pyg(built):
             for t, ei in eis.items():
                 keep = want[ei[0]] & want[ei[1]]
                 mine = per_type[row][ei[0].numpy()] & per_type[row][ei[1].numpy()]
-                assert np.array_equal(mine, keep.numpy())
+                assert np.array_equal(mine, keep.numpy()), (k, i, t)
 
 
 def test_directed_khop_follows_in_edges_and_undirected_both_ways():
-    from pipeline.csr import CSR
-    from pipeline.khop import gene_khop_bits
+    from pipeline.graph.csr import CSR
+    from pipeline.precompute.khop import gene_khop_bits
 
     # directed 0 -> 1 -> 2: the 1-hop set of {1} is {0, 1} (PyG source_to_target)
     d = CSR(np.array([0, 1, 2, 2]), np.array([1, 2], np.int32), np.ones(2, np.float32), True)
@@ -174,7 +175,7 @@ def test_node_mask_flips_for_added_and_non_removing_types():
 
 
 def test_removed_edges_blocks_match_one_pass():
-    from pipeline import masks
+    from pipeline.precompute import masks
 
     rng = np.random.default_rng(1)
     n = 300
@@ -225,7 +226,7 @@ def test_adjacency_rows_stored(built):
 
 
 def test_lmdb_records_equal_zarr(built):
-    from pipeline.stores.records import open_records
+    from pipeline.precompute.records import open_records
 
     res, _ = built
     s = open_precomputed(res.precomputed)
@@ -258,7 +259,7 @@ def test_rebuild_is_noop_and_same_seed_is_byte_identical(built, tmp_path):
 def test_verify_command_and_detects_corruption(built, tmp_path, capsys):
     import shutil
 
-    from pipeline.verify import main as verify_main
+    from pipeline.precompute.verify import main as verify_main
 
     res, _ = built
     assert verify(res.precomputed, samples=20) == []
@@ -276,23 +277,23 @@ def test_verify_command_and_detects_corruption(built, tmp_path, capsys):
 
 def test_other_graph_is_refused(built, tmp_path):
     res, tmp = built
-    other = run_build(BuildConfig(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path)).graph  # no added genes
+    other = run_build(BuildConfig.create(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path)).graph  # no added genes
     with pytest.raises(StoreError, match="gene index"):
         open_precomputed(res.precomputed, graph=open_graph(other))
 
 
 def test_resume_after_partial_run_equals_uninterrupted(built, tmp_path):
-    from pipeline.precompute import compute_sample_chunk, plan_precompute, prepare_precompute
+    from pipeline.precompute.stages import compute_sample_chunk, plan_precompute, prepare_precompute
 
     res, tmp = built
-    cfg = BuildConfig(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
+    cfg = BuildConfig.create(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
                       added_genes=_added(tmp), precompute=None)
     r = run_build(cfg)
     plan = plan_precompute(PrecomputeConfig(**PRE), r.graph, r.dataset)
     staging = prepare_precompute(plan)
     compute_sample_chunk(str(staging), str(r.graph), plan.key, 1, plan.parameters, plan.n_samples)
     mtime = (staging / "progress" / "samples-000001.json").stat().st_mtime_ns
-    cfg.precompute = PrecomputeConfig(**PRE)
+    cfg = cfg.replace(precompute=PrecomputeConfig(**PRE))
     out = run_build(cfg)
     assert out.precomputed_built
     m = open_precomputed(out.precomputed).manifest
@@ -305,10 +306,11 @@ def test_resume_after_partial_run_equals_uninterrupted(built, tmp_path):
 def test_earlier_runs_chunks_are_reverified_and_readback_is_checked(built, tmp_path, monkeypatch, caplog):
     """A chunk left by an interrupted run is decoded again before publishing (a damaged one is
     computed afresh), and a task whose arrays read back differently writes no marker."""
-    from pipeline import precompute as pc
+    from pipeline.precompute import stages as pc
+    from pipeline.precompute import tasks
 
     res, tmp = built
-    cfg = BuildConfig(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
+    cfg = BuildConfig.create(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
                       added_genes=_added(tmp), precompute=None)
     r = run_build(cfg)
     plan = pc.plan_precompute(PrecomputeConfig(**PRE), r.graph, r.dataset)
@@ -319,13 +321,13 @@ def test_earlier_runs_chunks_are_reverified_and_readback_is_checked(built, tmp_p
     row[0] ^= 1
     arr[3] = row  # damage chunk 0 after its marker was written
     want = {m["chunk"]: m for m in open_precomputed(res.precomputed).manifest["chunks"]}
-    with caplog.at_level(logging.WARNING, logger="pipeline.precompute"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.precompute.stages"):
         out = pc.run_precompute_tasks(plan, staging)
     assert "failed re-verification" in caplog.text and "node_mask/dense: samples 0.." in caplog.text
-    assert out["recomputed_tasks"] == 1 and out["chunks"][0] == want[0]  # chunk 0 computed again
+    assert out.recomputed_tasks == 1 and out.chunks[0].to_dict() == want[0]  # chunk 0 computed again
 
-    orig = pc.read_chunked_csr
-    monkeypatch.setattr(pc, "read_chunked_csr", lambda g, chunk, count=None: (orig(g, chunk, count)[0] + 1,
+    orig = tasks.read_chunked_csr
+    monkeypatch.setattr(tasks, "read_chunked_csr", lambda g, chunk, count=None: (orig(g, chunk, count)[0] + 1,
                                                                               orig(g, chunk, count)[1]))
     (staging / "progress" / "samples-000001.json").unlink(missing_ok=True)
     with pytest.raises(StoreError, match="read back differently"):
@@ -380,7 +382,7 @@ def test_real_dango_string9_1_masks_and_khop(real_dango, tmp_path):
     import torch
     from torch_geometric.utils import k_hop_subgraph
 
-    cfg = BuildConfig(graphs=["dango_string9_1"], raw=real_dango.parent, out=tmp_path,
+    cfg = BuildConfig.create(graphs=["dango_string9_1"], raw=real_dango.parent, out=tmp_path,
                       genes=real_dango / "yeast_string_genes.txt", datasets=["kuzmin2018"],
                       precompute=PrecomputeConfig(artifacts=["masks", "khop"], khop=(1, 2), chunk_samples=64,
                                                   dask_processes=False, workers=2))
@@ -395,7 +397,7 @@ def test_real_dango_string9_1_masks_and_khop(real_dango, tmp_path):
     bits = {k: unpack(s.khop_bits(k, "per_type", ids), graph.n_genes) for k in (1, 2)}
     for row, i in enumerate(ids.tolist()):
         g = genes[ptr[i]:ptr[i + 1]]
-        removed = [int(x) for x, c in zip(g, types[ptr[i]:ptr[i + 1]]) if c != CODES["overexpression"]]
+        removed = [int(x) for x, c in zip(g, types[ptr[i]:ptr[i + 1]], strict=True) if c != CODES["overexpression"]]
         for t, (src, dst) in eis.items():
             eptr, eids = s.removed_edges(t, i // 64, graph)
             want = np.flatnonzero(np.isin(src, removed) | np.isin(dst, removed))

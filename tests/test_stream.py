@@ -11,9 +11,10 @@ import torch
 import zarr
 from torch.utils.data import DataLoader
 
-from pipeline.khop import unpack
-from pipeline.precompute import PrecomputeConfig
-from pipeline.stages import BuildConfig, run_build
+from pipeline.config import BuildConfig
+from pipeline.precompute.khop import unpack
+from pipeline.precompute.stages import PrecomputeConfig
+from pipeline.sequence import run_build
 from pipeline.stream.dataset import PerturbationStream
 
 PRE = dict(artifacts=["masks", "khop", "adjacency-rows"], khop=(1, 2), chunk_samples=256, dense_edge_masks=True,
@@ -25,7 +26,7 @@ def build(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("stream")
     added = tmp / "added.tsv"
     added.write_text("id\tname\nGFP\tgfp\n")
-    res = run_build(BuildConfig(graphs=["string12", "regulatory"], raw=tmp / "raw", out=tmp / "out",
+    res = run_build(BuildConfig.create(graphs=["string12", "regulatory"], raw=tmp / "raw", out=tmp / "out",
                                 datasets=["kuzmin2018", "costanzo2016"], added_genes=added,
                                 precompute=PrecomputeConfig(**PRE)))
     return Path(res.graph).parent
@@ -76,14 +77,20 @@ def test_resume_with_other_world_size(build):
     ds = PerturbationStream(build, fmt="index", batch_size=16, rank=0, world_size=2)
     first = list(ds)[:3]
     state = ds.state_dict(last_step=first[-1].step)
-    seen = set(_ids(first)) | set(_ids(list(PerturbationStream(build, fmt="index", batch_size=16, rank=1,
-                                                               world_size=2))[:3]))
+    seen = _ids(first) + _ids(list(PerturbationStream(build, fmt="index", batch_size=16, rank=1,
+                                                      world_size=2))[:3])
+    assert len(seen) == len(set(seen)) == 6 * 16  # 3 rounds of 2 ranks, no padding yet
     rest = []
     for rank in range(3):
         d = PerturbationStream(build, fmt="index", batch_size=16, rank=rank, world_size=3)
         d.load_state_dict(state)
-        rest += _ids(d)
-    assert set(rest) | seen == set(ds.ids.tolist())
+        mine = _ids(d)
+        assert len(mine) == len(d) * 16  # full batches, as many on every rank
+        rest += mine
+    everything = set(ds.ids.tolist())
+    assert not set(seen) & set(rest)  # nothing consumed before the checkpoint comes again ...
+    assert set(rest) == everything - set(seen)  # ... and everything else does
+    assert len(rest) - len(set(rest)) < 16 * 3  # repeats: only the new plan's padding
 
 
 def test_graph_batch_masks_equal_precomputed_dense(build):
@@ -123,7 +130,7 @@ def test_lmdb_layout_gives_the_zarr_batches(build):
         a = list(PerturbationStream(build, fmt=fmt, batch_size=50))
         b = list(PerturbationStream(build, fmt=fmt, layout="lmdb", batch_size=50))
         assert len(a) == len(b)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             assert torch.equal(x.sample_ids, y.sample_ids) and torch.equal(x.pert_genes, y.pert_genes)
             assert torch.equal(x.pert_ptr, y.pert_ptr) and torch.equal(x.pert_types, y.pert_types)
             if fmt == "graph":
@@ -133,13 +140,14 @@ def test_lmdb_layout_gives_the_zarr_batches(build):
 
 
 def test_transformer_batch_carries_the_steps_adjacency_rows(build):
-    from pipeline.adjacency import expand_rows
-    from pipeline.stores.graph import open_graph
+    from pipeline.graph.store import open_graph
+    from pipeline.precompute.adjacency import expand_rows
 
     ds = PerturbationStream(build, fmt="transformer", batch_size=32)
     g = open_graph(build / "graph.zarr")
     z = zarr.open_group(str(build / "precomputed.zarr"), mode="r")
     for b in list(ds)[:10]:
+        assert b.adjacency, "a transformer batch without adjacency rows"
         for t, adj in b.adjacency.items():
             s = b.step % 8
             rows = z[f"adjacency/{t}/rows"][0, s]
@@ -181,7 +189,7 @@ def test_spawn_start_method(build):
 def test_stream_benchmark_smoke(build, tmp_path, capsys):
     import json
 
-    from pipeline.bench.stream import main as bench
+    from benchmarks.stream import main as bench
 
     out = tmp_path / "s.json"
     assert bench(["--build", str(build), "--seconds", "0.2", "--batch-sizes", "16", "--workers", "0",
@@ -206,7 +214,7 @@ def _train(step_fn, params, steps=40, lr=3e-3):
 
 
 def test_reference_transformer_trains_from_the_stream(build):
-    from pipeline.stream.models import GraphRegularisedTransformer, masked_mse
+    from trainers.models import GraphRegularisedTransformer, masked_mse
 
     torch.manual_seed(0)
     ds = PerturbationStream(build, fmt="transformer", batch_size=2)  # full attention over ~6k genes: keep it small
@@ -235,7 +243,7 @@ def test_reference_transformer_trains_from_the_stream(build):
 
 def test_graph_reg_loss_is_zero_when_attention_matches():
     from pipeline.stream.batches import AdjRows
-    from pipeline.stream.models import graph_reg_loss
+    from trainers.models import graph_reg_loss
 
     # one row (gene 0) whose target is uniform over genes 1 and 2; keys make attention exactly that
     n, big = 3, 50.0
@@ -250,7 +258,7 @@ def test_graph_reg_loss_is_zero_when_attention_matches():
 
 
 def test_reference_gnn_trains_with_expanded_masks(build):
-    from pipeline.stream.models import MaskedGNN, masked_mse
+    from trainers.models import MaskedGNN, masked_mse
 
     torch.manual_seed(0)
     ds = PerturbationStream(build, fmt="graph", batch_size=8)

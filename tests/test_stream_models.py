@@ -1,4 +1,4 @@
-"""The reference consumers (``pipeline.stream.models``) on small synthetic tensors built here.
+"""The reference consumers (``trainers.models``) on small synthetic tensors built here.
 
 N = 50 genes (the last 2 are added, heterologous: invalid, no edges), 2 edge types (``ppi``
 undirected stored both ways, ``reg`` directed), d = 8 with some NaN features, B = 16 samples
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pipeline.stream.batches import AdjRows
-from pipeline.stream.models import GraphRegularisedTransformer, MaskedGNN, graph_reg_loss, masked_mse
+from trainers.models import GraphRegularisedTransformer, MaskedGNN, graph_reg_loss, masked_mse
 
 N, N_ADDED, D, B, L = 50, 2, 8, 16, 2
 REMOVING, ADDING = (1, 2, 3, 6), (4, 5)
@@ -48,7 +48,7 @@ def _data(seed: int = 0) -> dict:
     # naive masks: base = valid; removing types remove genome genes, adding types switch on added genes
     node_mask = valid.unsqueeze(0).repeat(B, 1)
     for b in range(B):
-        for gene, ty in zip(genes[ptr[b]:ptr[b + 1]], types[ptr[b]:ptr[b + 1]]):
+        for gene, ty in zip(genes[ptr[b]:ptr[b + 1]], types[ptr[b]:ptr[b + 1]], strict=True):
             if valid[gene] and ty in REMOVING:
                 node_mask[b, gene] = False
             elif not valid[gene] and ty in ADDING:
@@ -173,7 +173,7 @@ def _naive_reg_loss(q, k, adj):
             continue
         n += 1
         s, e = adj.row_ptr[r], adj.row_ptr[r + 1]
-        for c, t in zip(adj.cols[s:e].tolist(), adj.target[s:e].tolist()):
+        for c, t in zip(adj.cols[s:e].tolist(), adj.target[s:e].tolist(), strict=True):
             if t > 0:
                 total += t * (math.log(t) - torch.log(a[:, adj.rows[r] + 1, c + 1] + 1e-8))
     return (total / n).mean()

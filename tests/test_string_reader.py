@@ -5,8 +5,8 @@ import gzip
 import numpy as np
 import pytest
 
-from pipeline.errors import SourceFormatError
-from pipeline.sources.string import CHANNELS, read_string
+from pipeline.core.errors import SourceFormatError
+from pipeline.sources.interactions.string import CHANNELS, read_string
 from tests.helpers import gene_index, string_rows, write_string
 
 
@@ -16,7 +16,7 @@ def test_reads_channels_with_counts(tmp_path):
     assert sorted(tabs) == sorted(f"string12_{c}" for c in CHANNELS)
     ex = tabs["string12_experimental"]
     assert ex.stats == {"rows_read": 8, "dropped_zero_score": 4, "dropped_unknown_gene": 2}
-    pairs = {(gi.ids[a], gi.ids[b], round(float(w), 3)) for a, b, w in zip(ex.src, ex.dst, ex.weight)}
+    pairs = {(gi.ids[a], gi.ids[b], round(float(w), 3)) for a, b, w in zip(ex.src, ex.dst, ex.weight, strict=True)}
     assert pairs == {("YAL001C", "YBR001C", 0.9), ("YBR001C", "YAL001C", 0.9)}
     assert not ex.directed
     fu = tabs["string12_fusion"]

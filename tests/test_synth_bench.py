@@ -13,16 +13,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.csr import build_csr
-from pipeline.genes import GeneIndex
-from pipeline.registry import SAMPLE_DIR, SOURCES
-from pipeline.sources.biogrid import read_biogrid
-from pipeline.sources.gff3 import read_gff3
-from pipeline.sources.regulatory import read_regulatory
-from pipeline.sources.string import CHANNELS, read_string
-from pipeline.sources.tflink import read_tflink
-from pipeline.synth.graph import (FULL_SCALE_GENES, OUTPUTS, SynthSizes, assign_channels, generate,
-                                  heavy_tailed_pairs)
+from pipeline.core.genes import GeneIndex
+from pipeline.core.paths import SAMPLE_DIR
+from pipeline.graph.csr import build_csr
+from pipeline.graph.sources import SOURCES
+from pipeline.sources.genome.gff3 import read_gff3
+from pipeline.sources.interactions.biogrid import read_biogrid
+from pipeline.sources.interactions.regulatory import read_regulatory
+from pipeline.sources.interactions.string import CHANNELS, read_string
+from pipeline.sources.interactions.tflink import read_tflink
+from synth.graph import FULL_SCALE_GENES, OUTPUTS, SynthSizes, assign_channels, generate, heavy_tailed_pairs
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE = 0.01
@@ -124,8 +124,8 @@ def test_sample_files_match_manifest_and_generator():
 def test_bench_build_writes_json_records(tmp_path):
     out = tmp_path / "build.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-m", "pipeline.bench", "build", "--scale", "0.02", "--baseline-rows", "2000", "--repeat", "1",
-                        "--workdir", str(tmp_path / "wd"), "--json", str(out)],
+    r = subprocess.run([sys.executable, "-m", "benchmarks", "build", "--scale", "0.02", "--baseline-rows", "2000",
+                        "--repeat", "1", "--workdir", str(tmp_path / "wd"), "--json", str(out)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "figure" in r.stdout and "baseline" in r.stdout
@@ -140,7 +140,7 @@ def test_bench_build_writes_json_records(tmp_path):
 
 
 def test_bench_precompute_writes_json_records(tmp_path):
-    from pipeline.bench.__main__ import main as bench_main
+    from benchmarks.__main__ import main as bench_main
 
     out = tmp_path / "p.json"
     assert bench_main(["precompute", "--scale", "0.02", "--baseline-samples", "5", "--chunk-samples", "1024",

@@ -2,7 +2,7 @@
 
 Whole-file reads let polars parse with all cores; the bar follows the bytes read
 from disk (compressed bytes for ``.gz``). A truncated or corrupt gzip is a
-:class:`~pipeline.errors.SourceFormatError` naming the file.
+:class:`~pipeline.core.errors.SourceFormatError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - isal is a dependency, but stay usable 
 
 from tqdm.auto import tqdm
 
-from pipeline.errors import SourceFormatError
+from pipeline.core.errors import SourceFormatError
 
 _BLOCK = 4 << 20
 

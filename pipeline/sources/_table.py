@@ -4,7 +4,7 @@ Shared by the interaction readers (BioGRID, TFLink, regulatory tables). Contract
 
 - Input is plain, gzip (detected by magic bytes; see :mod:`pipeline.sources._io`)
   or a ``.zip`` holding exactly one file. Empty, truncated or corrupt archives are a
-  :class:`~pipeline.errors.SourceFormatError` naming the file.
+  :class:`~pipeline.core.errors.SourceFormatError` naming the file.
 - The header is the first non-blank line not starting with one of ``comment_prefixes``.
   Columns are found by name, case-insensitively, each from a list of accepted
   spellings; missing required columns are one error listing all of them.
@@ -36,8 +36,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from tqdm.auto import tqdm
 
-from pipeline.errors import SourceFormatError
-from pipeline.genes import GeneIndex
+from pipeline.core.errors import SourceFormatError
+from pipeline.core.genes import GeneIndex
 from pipeline.sources._io import read_source_bytes
 
 _BLOCK = 4 << 20

@@ -9,7 +9,7 @@ file renamed onto ``dest`` (atomic on one filesystem). On any failure the partia
 file is removed. HTTP errors, network errors, timeouts and truncated bodies raise
 :class:`DownloadError` naming the url and the status or reason. The url, size and
 sha256 of every download are logged so that the digest can be pinned in
-:mod:`pipeline.registry`.
+:mod:`pipeline.graph.sources`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import pipeline
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def fetch(url: str, dest: Path, sha256: str | None = None, timeout: float = 60) 
     finally:
         part.unlink(missing_ok=True)
     if sha256 is None:
-        log.info("downloaded %s: %d bytes, sha256 %s (not pinned: set it in pipeline/registry.py to verify "
+        log.info("downloaded %s: %d bytes, sha256 %s (not pinned: set it in pipeline/graph/sources.py to verify "
                  "future downloads)", url, n, actual)
     else:
         log.info("downloaded %s: %d bytes, sha256 %s (verified)", url, n, actual)

@@ -96,7 +96,13 @@ class GraphStatic(_Tensors):
         return int(self.base.numel())
 
 
-def _owner(ptr: torch.Tensor) -> torch.Tensor:
+def owner(ptr: torch.Tensor) -> torch.Tensor:
+    """Row (int64, on ``ptr``'s device) of every entry of a CSR with offsets ``ptr`` [B+1]: the
+    sample of each perturbed gene, of each mask flip, of each adjacency entry.
+
+    >>> owner(torch.tensor([0, 2, 2, 3])).tolist()
+    [0, 0, 2]
+    """
     return torch.repeat_interleave(torch.arange(len(ptr) - 1, device=ptr.device), ptr.diff())
 
 
@@ -122,13 +128,13 @@ class GraphBatch(IndexBatch):
     def node_mask(self, static: GraphStatic) -> torch.Tensor:
         """Dense bool [B, N]: True where the gene is present in the strain."""
         m = static.base.unsqueeze(0).expand(len(self), -1).clone()
-        rows = _owner(self.flip_ptr)
+        rows = owner(self.flip_ptr)
         m[rows, self.flip_genes] = ~m[rows, self.flip_genes]
         return m
 
     def removed(self, static: GraphStatic) -> tuple[torch.Tensor, torch.Tensor]:
         """(sample row, gene) of every removed genome gene."""
-        rows = _owner(self.flip_ptr)
+        rows = owner(self.flip_ptr)
         keep = static.base[self.flip_genes]  # a flip of a present-by-default gene is a removal
         return rows[keep], self.flip_genes[keep]
 
@@ -207,7 +213,7 @@ class KHopBatch(IndexBatch):
 
 @dataclass
 class AdjRows(_Tensors):
-    """Sampled adjacency rows of one graph for one step (``pipeline.adjacency.expand_rows``)."""
+    """Sampled adjacency rows of one graph for one step (``pipeline.precompute.adjacency.expand_rows``)."""
 
     rows: torch.Tensor  # int64 [R]: gene of each row, -1 = padding
     row_ptr: torch.Tensor  # int64 [R+1]

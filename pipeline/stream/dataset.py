@@ -25,17 +25,18 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from pipeline.errors import StoreError
-from pipeline.ragged import take_csr
-from pipeline.stream.batches import (AdjRows, GraphBatch, GraphStatic, IndexBatch, KHopBatch, TransformerBatch)
+from pipeline.core.errors import StoreError
+from pipeline.core.ragged import indptr_from_lengths, take_csr
+from pipeline.stream.batches import AdjRows, GraphBatch, GraphStatic, IndexBatch, KHopBatch, TransformerBatch
 from pipeline.stream.order import batches_for, epoch_order, plan_epoch, remaining
 
 FORMATS = ("index", "graph", "khop", "transformer")
@@ -77,9 +78,9 @@ class PerturbationStream(IterableDataset):
                  labels: tuple[str, ...] = DEFAULT_LABELS, k: int = 1, khop_mode: str = "per_type",
                  adjacency_graphs: list[str] | None = None, weighted_targets: bool = False,
                  rank: int | None = None, world_size: int | None = None) -> None:
-        from pipeline.stores.dataset import open_dataset
-        from pipeline.stores.graph import open_graph
-        from pipeline.stores.precomputed import open_precomputed
+        from pipeline.dataset.store import open_dataset
+        from pipeline.graph.store import open_graph
+        from pipeline.precompute.store import open_precomputed
 
         if fmt not in FORMATS:
             raise ValueError(f"fmt {fmt!r}: expected one of {', '.join(FORMATS)}")
@@ -140,15 +141,14 @@ class PerturbationStream(IterableDataset):
     # --- process-local stores (opened lazily: after fork/spawn, in the worker) --------------
     def _stores(self) -> dict[str, Any]:
         if self._pid != os.getpid():
-            import zarr
-            self._zarr = zarr.open_group(str(self.paths["precomputed"]), mode="r")
+            from pipeline.precompute.store import open_precomputed
+            self._zarr = open_precomputed(self.paths["precomputed"])  # a PrecomputedStore
             self._records = None
             if self.layout == "lmdb":
-                from pipeline.stores.records import open_records
+                from pipeline.precompute.records import open_records
                 self._records = open_records(self.paths["records"])
             self._graph_csr: dict[str, Any] = {}
-            self._steps_per_shard = (int(self._zarr["adjacency"].attrs["steps_per_shard"])
-                                     if "adjacency" in self._zarr else 0)
+            self._steps_per_shard = self._zarr.steps_per_shard
             self._cache.clear()
             self._adj_cache.clear()
             self._pid = os.getpid()
@@ -164,7 +164,7 @@ class PerturbationStream(IterableDataset):
     # --- static graph ------------------------------------------------------------------------
     def static(self, edge_types: list[str] | None = None) -> GraphStatic:
         """The wild-type graph for the GNN formats and the gene tokens for the transformer (send once)."""
-        from pipeline.stores.graph import open_graph
+        from pipeline.graph.store import open_graph
         g = open_graph(self.paths["graph"])
         x, _ = g.features() if "features" in g.root["genes"] else (np.zeros((g.n_genes, 0), np.float32), [])
         st = GraphStatic(torch.from_numpy(~g.added), torch.from_numpy(~g.added), torch.from_numpy(x))
@@ -181,14 +181,12 @@ class PerturbationStream(IterableDataset):
             self._cache.move_to_end(c)
             return hit
         z = self._stores()["zarr"]
-        first = c * self.chunk
-        p = z["perturbation/indptr"][first:first + self.chunk + 1]
-        ch = _Chunk(p - p[0], z["perturbation/genes"][p[0]:p[-1]], z["perturbation/types"][p[0]:p[-1]])
+        first = c * self.chunk  # whole chunks: one read per array, never one per sample
+        ch = _Chunk(*z.perturbation_chunk(first, self.chunk))
         if self.fmt == "graph":
-            f = z["node_mask/indptr"][first:first + self.chunk + 1]
-            ch.flip_ptr, ch.flip_genes = f - f[0], z["node_mask/genes"][f[0]:f[-1]]
+            ch.flip_ptr, ch.flip_genes = z.node_flips_chunk(first, self.chunk)
         if self.fmt == "khop":
-            ch.bits = z[f"khop/{self.khop_mode}/k{self.k}"][first:first + len(p) - 1]
+            ch.bits = z.khop_bits(self.k, self.khop_mode, slice(first, first + len(ch.ptr) - 1))
         self._cache[c] = ch
         while len(self._cache) > self.window_blocks + 1:
             self._cache.popitem(last=False)
@@ -214,10 +212,7 @@ class PerturbationStream(IterableDataset):
         inv[order] = np.arange(len(order))  # batch position -> position in chunk-grouped order
 
         def regroup(lens: list[np.ndarray], *vals: list[np.ndarray]) -> tuple[np.ndarray, ...]:
-            ln = np.concatenate(lens)
-            ptr = np.zeros(len(ln) + 1, np.int64)
-            np.cumsum(ln, out=ptr[1:])
-            return take_csr(ptr, inv, *(np.concatenate(v) for v in vals))
+            return take_csr(indptr_from_lengths(np.concatenate(lens)), inv, *(np.concatenate(v) for v in vals))
 
         out: dict[str, Any] = {}
         out["ptr"], out["genes"], out["types"] = regroup(parts["ptr"], parts["genes"], parts["types"])
@@ -237,8 +232,8 @@ class PerturbationStream(IterableDataset):
         return out
 
     def _adjacency(self, step: int) -> dict[str, AdjRows]:
-        from pipeline.adjacency import expand_rows
-        from pipeline.stores.graph import open_graph
+        from pipeline.graph.store import open_graph
+        from pipeline.precompute.adjacency import expand_rows
 
         a = self.adjacency
         e, s = self.epoch % a["epochs"], step % a["steps"]
@@ -248,9 +243,8 @@ class PerturbationStream(IterableDataset):
         for t in self.adjacency_graphs:
             key = (t, e, s // block)
             if key not in self._adj_cache:  # one read per shard of steps, not per step
-                g = z[f"adjacency/{t}"]
                 s0 = (s // block) * block
-                self._adj_cache[key] = (g["rows"][e, s0:s0 + block], g["negatives"][e, s0:s0 + block])
+                self._adj_cache[key] = z.adjacency(t, e, slice(s0, s0 + block))
                 while len(self._adj_cache) > 2 * max(1, len(self.adjacency_graphs)):
                     self._adj_cache.popitem(last=False)
             rows, negs = self._adj_cache[key]

@@ -35,11 +35,10 @@ Pure numpy, no I/O. Contract:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from pipeline.splits._hash import splitmix64
+from pipeline.core.splitmix import splitmix64
 
 
 def _keys(values: np.ndarray, *salt: int) -> np.ndarray:
@@ -138,15 +137,3 @@ def remaining(plan: Plan, start: int, *, world_size: int = 1) -> np.ndarray:
 def state_dict(epoch: int, start: int, seed: int) -> dict[str, int]:
     """The resume state: the epoch, the global batches consumed in it, and the shuffle seed."""
     return {"epoch": int(epoch), "start": int(start), "seed": int(seed)}
-
-
-def check_state(state: dict[str, Any]) -> dict[str, int]:
-    """Validate a loaded state; a missing or non-integer key is a ValueError naming it."""
-    out = {}
-    for key in ("epoch", "start", "seed"):
-        if key not in state:
-            raise ValueError(f"stream state: missing {key!r}")
-        if isinstance(state[key], bool) or not isinstance(state[key], (int, np.integer)) or state[key] < 0:
-            raise ValueError(f"stream state: {key!r} must be a non-negative integer, got {state[key]!r}")
-        out[key] = int(state[key])
-    return out

@@ -1,0 +1,26 @@
+"""Where the repository's bundled inputs live (the embedded default run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where one build reads its inputs and writes its stores.
+
+    ``root`` is ``OUT/NAME``: ``graph.zarr``, ``dataset/``, ``precomputed.zarr`` and
+    ``records.lmdb`` live there. ``force`` rebuilds stores that are up to date.
+    """
+
+    raw: Path
+    root: Path
+    force: bool = False
+
+    @property
+    def graph_store(self) -> Path:
+        return self.root / "graph.zarr"

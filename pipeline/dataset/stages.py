@@ -1,0 +1,166 @@
+"""The dataset stage of a build: phenotype tables -> one Parquet dataset over the graph's genes.
+
+Stage functions (run by :func:`pipeline.sequence.run_build`, from the CLI and the
+flow alike): ``plan_dataset`` (find and hash inputs, decide whether the dataset is
+current) -> ``build_dataset`` (read lazily, encode over the graph store's gene
+index, aggregate replicates, assign ids and splits, publish atomically).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+import pipeline
+from pipeline.core.buildkey import build_key, is_current
+from pipeline.dataset.encode import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, encode
+from pipeline.dataset.onepass import read_encoded
+from pipeline.core.errors import SourceFormatError, SourceMissingError
+from pipeline.core.inputs import describe_input
+from pipeline.core.paths import SAMPLE_DIR, Workspace
+from pipeline.core.runner import default_workers
+from pipeline.dataset.config import DatasetConfig
+from pipeline.dataset.sources import DATASETS, find_dataset_files
+from pipeline.dataset.store import FORMAT_VERSION, open_dataset, write_dataset
+from pipeline.graph.store import open_graph
+
+log = logging.getLogger("pipeline.build")
+
+
+@dataclass
+class DatasetPlan:
+    names: list[str]
+    graph_store: Path
+    store: Path
+    inputs: dict[str, list[Any]]  # name -> [InputFile]
+    parameters: dict[str, Any]
+    key: str
+    up_to_date: bool
+
+
+def _dataset_files(raw: Path, name: str) -> tuple[list[Path], str]:
+    ds = DATASETS[name]
+    files = find_dataset_files(ds, raw)
+    if files:
+        return files, "raw"
+    samples = [SAMPLE_DIR / s for s in ds.samples]
+    if samples and all(p.exists() for p in samples):
+        log.warning("no real %s table in %s: using the SYNTHETIC sample %s (put %s there)", name,
+                    raw / ds.subdir, ", ".join(str(p) for p in samples), ds.description)
+        return samples, "sample"
+    raise SourceMissingError(f"{name}: no input found; put {ds.description} in {raw / ds.subdir}/")
+
+
+def plan_dataset(cfg: DatasetConfig, ws: Workspace) -> DatasetPlan:
+    """Resolve and hash the phenotype tables; the dataset is current if its key matches."""
+    graph_store = ws.graph_store
+    names = sorted(dict.fromkeys(cfg.datasets))
+    inputs = {}
+    for name in names:
+        files, origin = _dataset_files(ws.raw, name)
+        # hashed on parallel threads (hashlib releases the GIL): the Costanzo tables are 1.9 GB
+        with ThreadPoolExecutor(max(1, min(len(files), default_workers()))) as ex:
+            inputs[name] = list(ex.map(lambda f, n=name, o=origin: describe_input(n, f, o), files))
+    graph_fp = open_graph(graph_store).fingerprint
+    params = {"datasets": names, "replicates": cfg.replicates, "on_unknown_allele": cfg.on_unknown_allele,
+              "split_seed": cfg.split_seed,
+              "split_fractions": list(cfg.split_fractions), "format_version": FORMAT_VERSION}
+    key = build_key({"params": params, "genes": graph_fp, "version": pipeline.__version__,
+                     "inputs": {k: [f.sha256 for f in v] for k, v in inputs.items()}})
+    store = ws.root / "dataset"
+    current = is_current(store, key, lambda p: open_dataset(p).manifest, ws.force)
+    return DatasetPlan(names, graph_store, store, inputs, params, key, current)
+
+
+def build_dataset(plan: DatasetPlan) -> Path:
+    """Read, encode, aggregate, split and publish the dataset; counts go to the log and manifest."""
+    t0 = time.perf_counter()
+    genes = open_graph(plan.graph_store).id_index  # the graph's own index: both artifacts agree by construction
+    policy = plan.parameters["on_unknown_allele"]
+    reader_stats: dict[str, dict[str, int]] = {n: {} for n in plan.names}
+    parts = []
+    for i, n in enumerate(plan.names):
+        fmt = DATASETS[n].table_format()
+        lazy = []
+        for f in plan.inputs[n]:
+            # text tables in one pass (pipeline.dataset.onepass); the rest through the reader
+            done = read_encoded(f.path, fmt, genes, i, on_unknown=policy, stats=reader_stats[n]) if fmt else None
+            if done is None:
+                lazy.append(Path(f.path))
+            else:
+                parts.append(done)
+        if lazy:  # scores parsed once, by the collect below; the validation pass checks strains only
+            enc = encode(DATASETS[n].reader(lazy, policy, reader_stats[n], False), genes, tag=i)
+            try:
+                parts.append(collect_observations(enc))
+            except pl.exceptions.PolarsError as e:
+                raise _value_error(plan, policy) or e
+    obs = pl.concat(parts, how="vertical", rechunk=False) if len(parts) > 1 else parts[0]
+    del parts
+    agg = aggregate(obs, plan.parameters["replicates"])
+    del obs
+    # aggregate() puts the unknown-gene keys last: the known ones are a zero-copy slice
+    n_known = int(np.searchsorted(agg["key"].to_numpy() >= UNKNOWN, True))
+    unknown = agg.slice(n_known)
+    dropped = dict.fromkeys(plan.names, 0)
+    for k, n_rows in zip(unknown["key"].to_list(), unknown["n_rows"].to_list()):
+        dropped[plan.names[k - int(UNKNOWN)]] += int(n_rows)
+    agg = agg.slice(0, n_known)
+    samples = assign_ids_and_splits(agg, len(genes), plan.parameters["split_seed"],
+                                    tuple(plan.parameters["split_fractions"]), sources=plan.names)
+    del agg
+    per_source = {n: {**reader_stats[n], "dropped_unknown_gene": dropped[n]} for n in plan.names}
+    rows_kept = sum(v.get("rows", 0) - v["dropped_unknown_gene"] for v in per_source.values())
+    split_counts = {c: {lab: int((samples[c] == code).sum()) for lab, code in (("train", 0), ("val", 1), ("test", 2))}
+                    for c in samples.columns if c.startswith("split_")}
+    manifest = {
+        "build_key": plan.key,
+        "parameters": plan.parameters,
+        "inputs": {k: [asdict(f) for f in v] for k, v in plan.inputs.items()},
+        "synthetic_inputs": any(f.synthetic or f.origin == "sample" for v in plan.inputs.values() for f in v),
+        "graph_store": str(plan.graph_store),
+        "counts": {"sources": per_source, "rows_kept": rows_kept, "samples": samples.height,
+                   "merged_replicate_rows": rows_kept - samples.height, "splits": split_counts},
+    }
+    for src, c in per_source.items():
+        log.info("%s: read %d rows; skipped %d with an unparseable strain, %d naming a gene outside the gene "
+                 "index; HO marker removed from %d queries", src, c.get("rows_read", 0), c.get("skipped_unparsed", 0),
+                 c["dropped_unknown_gene"], c.get("markers_removed", 0))
+    log.info("dataset: %d samples from %d rows (%d replicate rows merged, policy %s); splits %s",
+             samples.height, rows_kept, rows_kept - samples.height, plan.parameters["replicates"], split_counts)
+    path = write_dataset(plan.store, samples, genes, manifest)
+    log.info("published %s (%.1fs)", path, time.perf_counter() - t0)
+    return path
+
+
+def _value_error(plan: DatasetPlan, policy: str) -> Exception | None:
+    """The readers' own error for a value that does not parse (file, line, column), found by
+    reading each input again with its scores checked; None if none of them fails."""
+    for n in plan.names:
+        for f in plan.inputs[n]:
+            try:
+                DATASETS[n].reader([Path(f.path)], policy, {}, True)
+            except SourceFormatError as err:
+                return err
+    return None
+
+
+def summarize_dataset(path: Path) -> str:
+    """Samples per source and per split, for the end of a build."""
+    m = open_dataset(path).manifest
+    c = m["counts"]
+    lines = [f"{path}  samples: {c['samples']:,}" + ("  (SYNTHETIC inputs)" if m.get("synthetic_inputs") else "")]
+    for src, v in c["sources"].items():
+        lines.append(f"  {src:14s} rows read {v.get('rows_read', 0):>12,}  skipped (strain unparseable) "
+                     f"{v.get('skipped_unparsed', 0):>8,}  (gene not in index) {v['dropped_unknown_gene']:>8,}")
+    lines.append(f"  replicate rows merged {c['merged_replicate_rows']:,} (policy {m['parameters']['replicates']})")
+    for name, sc in c["splits"].items():
+        lines.append(f"  {name:20s} " + "  ".join(f"{k} {sc[k]:,}" for k in ("train", "val", "test")))
+    return "\n".join(lines)

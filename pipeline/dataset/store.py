@@ -1,0 +1,94 @@
+"""The perturbation dataset store: one Parquet file of samples plus the gene index, atomically.
+
+Layout (exact contract in ``storage_layout.md``)::
+
+    dataset/
+      samples.parquet     one row per strain, row groups of ROW_GROUP rows
+      genes.parquet       the gene index the sample gene indices refer to (index, id)
+      manifest.json       written last: inputs, parameters, counts, gene fingerprint
+
+A directory without ``manifest.json`` is not a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from pipeline.core.errors import StoreError
+from pipeline.core.genes import GeneIndex
+from pipeline.core.atomic import clean_stale, discard, publish_dir, staging_dir
+
+FORMAT = "yeast-pipeline.dataset"
+FORMAT_VERSION = 1
+#: ~64k samples per row group: a few MB, the unit a streaming reader fetches.
+ROW_GROUP = 1 << 16
+
+
+def write_dataset(final: Path, samples: pl.DataFrame, genes: GeneIndex, manifest: dict[str, Any]) -> Path:
+    """Write samples + gene index + manifest under a temporary name, then rename into place."""
+    clean_stale(final)
+    tmp = staging_dir(final)
+    try:
+        # zstd level 1: at 4.7M samples 20% faster to write than the default level (3) for
+        # 13% more bytes, and as fast to read
+        samples.write_parquet(tmp / "samples.parquet", row_group_size=ROW_GROUP, compression="zstd",
+                              compression_level=1, statistics=True)
+        pl.DataFrame({"index": np.arange(len(genes), dtype=np.int32), "id": genes.table["id"]}).write_parquet(
+            tmp / "genes.parquet")
+        body = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
+                "genes": {"n": len(genes), "fingerprint": genes.fingerprint}, "n_samples": samples.height}
+        (tmp / "manifest.json").write_text(json.dumps(body, indent=2, sort_keys=True))
+    except BaseException:
+        discard(tmp)
+        raise
+    return publish_dir(tmp, final)
+
+
+@dataclass
+class DatasetStore:
+    path: Path
+    manifest: dict[str, Any]
+
+    @cached_property
+    def gene_ids(self) -> np.ndarray:
+        return pl.read_parquet(self.path / "genes.parquet")["id"].to_numpy().astype(str)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.manifest["genes"]["fingerprint"])
+
+    def scan(self) -> pl.LazyFrame:
+        return pl.scan_parquet(self.path / "samples.parquet")
+
+    def read(self, split: str | None = None, split_name: str = "random") -> pl.DataFrame:
+        """All samples, or those of one split (``train``/``val``/``test``) of ``split_name``."""
+        lf = self.scan()
+        if split is not None:
+            code = {"train": 0, "val": 1, "test": 2}[split]
+            lf = lf.filter(pl.col(f"split_{split_name}") == code)
+        return lf.collect()
+
+    @property
+    def n_row_groups(self) -> int:
+        return pq.ParquetFile(self.path / "samples.parquet").num_row_groups
+
+
+def open_dataset(path: str | Path) -> DatasetStore:
+    path = Path(path)
+    mf = path / "manifest.json"
+    if not mf.is_file():
+        raise StoreError(f"{path}: no dataset here (no manifest.json: missing or incomplete)")
+    m = json.loads(mf.read_text())
+    if m.get("format") != FORMAT:
+        raise StoreError(f"{path}: not a {FORMAT} store")
+    if m.get("format_version") != FORMAT_VERSION:
+        raise StoreError(f"{path}: format version {m.get('format_version')}, this code reads {FORMAT_VERSION}")
+    return DatasetStore(path, m)

@@ -1,0 +1,58 @@
+"""The one stage sequence of a build: graph -> dataset -> precompute, for the CLI and the flow alike.
+
+:func:`run_build` takes a ``run`` callable that executes one step
+(:class:`pipeline.core.runner.LocalRunner` in the CLI, a Prefect task wrapper in
+``flows/build.py``); each stage package sequences its own steps
+(:func:`~pipeline.graph.stages.run_graph_build`, the dataset's plan/build,
+:func:`~pipeline.precompute.stages.run_precompute`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from pipeline.config import BuildConfig
+from pipeline.core.runner import LocalRunner, Runner
+from pipeline.dataset.stages import build_dataset, plan_dataset
+from pipeline.graph.stages import run_graph_build
+from pipeline.precompute.stages import plan_precompute, run_precompute
+
+log = logging.getLogger("pipeline.build")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The stores of a build (None: stage not configured) and whether this run wrote each
+    (False: it was up to date)."""
+
+    graph: Path
+    graph_built: bool
+    dataset: Path | None = None
+    dataset_built: bool = False
+    precomputed: Path | None = None
+    precomputed_built: bool = False
+
+
+def run_build(cfg: BuildConfig, run: Runner | None = None) -> BuildResult:
+    """Run the configured stages in order; each skips itself when its store is current."""
+    run = run or LocalRunner()
+    ws = cfg.workspace
+    graph, graph_built = run_graph_build(cfg.graph, ws, run)
+    if cfg.dataset is None:
+        return BuildResult(graph, graph_built)
+    dplan = run(plan_dataset, cfg.dataset, ws)
+    if dplan.up_to_date:
+        log.info("%s is up to date (build key %s): nothing to do", dplan.store, dplan.key[:12])
+        dataset, dataset_built = dplan.store, False
+    else:
+        dataset, dataset_built = run(build_dataset, dplan), True
+    done = BuildResult(graph, graph_built, dataset, dataset_built)
+    if cfg.precompute is None:
+        return done
+    pplan = run(plan_precompute, cfg.precompute, graph, dataset, ws.force)
+    if pplan.up_to_date:
+        log.info("%s is up to date (build key %s): nothing to do", pplan.store, pplan.key[:12])
+        return replace(done, precomputed=pplan.store)
+    return replace(done, precomputed=run_precompute(pplan, run), precomputed_built=True)

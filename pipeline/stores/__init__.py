@@ -1,1 +1,0 @@
-"""On-disk stores. ``storage_layout.md`` is the contract of each one."""
