@@ -124,7 +124,7 @@ class BuildConfig:
 
     def to_params(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, kind, switch in _SECTIONS:
+        for name, _, switch in _SECTIONS:
             sub = getattr(self, name)
             if sub is None:
                 out[switch] = None  # the stage is off; its other fields keep their defaults
@@ -142,7 +142,8 @@ class BuildConfig:
         for name, kind, switch in _SECTIONS:
             sub = {f.name: params[f.name] for f in options.fields_of(kind) if params.get(f.name) is not None}
             if switch and not sub.get(switch):
-                _unused(kind, switch, {k: v for k, v in sub.items() if k != switch and v != options.plain_default(kind, k)})
+                _unused(kind, switch, {k: v for k, v in sub.items()
+                                       if k != switch and v != options.plain_default(kind, k)})
                 continue
             made[name] = options.from_dict(kind, sub, f"{name} config")
         return cls(**made)

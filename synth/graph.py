@@ -52,6 +52,7 @@ import polars as pl
 
 from pipeline.core.genes import CHROMOSOMES, conform, read_gene_table_tsv
 from pipeline.core.paths import SAMPLE_DIR
+from pipeline.core.ragged import indptr_from_lengths, owner
 from pipeline.sources.interactions.biogrid import TAB3_COLUMNS
 from pipeline.sources.interactions.string import CHANNELS, HEADER, TAXON_PREFIX
 
@@ -261,7 +262,7 @@ def assign_channels(n_union: int, sizes: Mapping[str, int], rng: np.random.Gener
     cover = np.floor(share).astype(np.int64)
     cover[np.argsort(cover - share)[: n_union - cover.sum()]] += 1  # largest remainders
     primary = np.empty(n_union, dtype=np.int8)
-    primary[rng.permutation(n_union)] = np.repeat(np.arange(len(names), dtype=np.int8), cover)
+    primary[rng.permutation(n_union)] = owner(indptr_from_lengths(cover), np.int8)
     out = {}
     for k, c in enumerate(names):
         mine = primary == k

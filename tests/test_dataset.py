@@ -6,7 +6,17 @@ import pytest
 
 from pipeline.core.errors import StoreError
 from pipeline.core.genes import GeneIndex, conform
-from pipeline.dataset.encode import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, decode_keys, encode
+from pipeline.dataset.encode import (
+    UNKNOWN,
+    aggregate,
+    assign_ids_and_splits,
+    collect_observations,
+    decode_keys,
+    encode,
+    pack_keys,
+    sample_key,
+    slot_values,
+)
 from pipeline.dataset.splits.gene_holdout import held_out_genes
 from pipeline.dataset.store import open_dataset, write_dataset
 
@@ -57,6 +67,22 @@ def test_encode_packs_strains_and_tags_unknown_genes():
         want = sorted(zip((IDS.index(g) for g in raw["genes"][r]), raw["types"][r], strict=True))
         got = [(int(g[r]), int(t[r])) for g, t in zip(gcols, tcols, strict=True) if g[r] >= 0]
         assert got == want
+
+
+def test_one_packer_sorts_slots_and_decode_keys_inverts_it():
+    """pack_keys: slots sorted ascending, absent last, whatever column they come in; decode_keys inverts."""
+    rng = np.random.default_rng(1)
+    n = 500
+    g = [np.where(rng.random(n) < 0.3, -1, rng.integers(0, 65534, n)) for _ in range(3)]
+    t = [rng.integers(0, 8, n).astype(np.uint8) for _ in range(3)]
+    key = sample_key(g, t)
+    want = [sorted((int(gi[r]), int(ti[r])) for gi, ti in zip(g, t, strict=True) if gi[r] >= 0) for r in range(n)]
+    gcols, tcols = decode_keys(key)
+    got = [[(int(gc[r]), int(tc[r])) for gc, tc in zip(gcols, tcols, strict=True) if gc[r] >= 0] for r in range(n)]
+    assert got == want
+    assert np.array_equal(sample_key(gcols, tcols), key)  # canonical slots pack to the same key
+    assert np.array_equal(pack_keys([slot_values(x, y) for x, y in zip(g[::-1], t[::-1], strict=True)]), key)
+    assert int(pack_keys([np.array([26], np.uint32)])[0]) == 26 << 38
 
 
 def test_replicates_merge_by_genes_and_types():

@@ -210,6 +210,17 @@ def test_gff3_cds(tmp_path):
     assert df.rows() == [("YAA001W", PLUS_CDS), ("YAA002C", MINUS_CDS), ("YAA003W", None), ("YBB001W", None)]
 
 
+def test_gff3_cds_attributes_as_the_gene_reader_parses_them(tmp_path):
+    """Column 9 through the shared parser: percent-decoded ids, an empty ID is no ID."""
+    p = tmp_path / "x.gff"
+    p.write_text(GFF3.replace("ID=YAA001W;", "ID=YAA%30001W;").replace("Parent=YAA001W\n", "Parent=YAA%30001W\n")
+                 .replace("Parent=YAA001W_mRNA;", "Parent=,YAA001W_mRNA;"))
+    assert read_gff3_cds(p)["id"][0] == "YAA0001W" and read_gff3_cds(p)["sequence"][0] == PLUS_CDS
+    p.write_text(GFF3.replace("ID=YAA003W;", "ID=;"))  # an empty value is none (was read as the id '')
+    with pytest.raises(SourceFormatError, match="an ID attribute on a gene feature"):
+        read_gff3_cds(p)
+
+
 def test_gff3_phase_and_errors(tmp_path):
     p = tmp_path / "x.gff"
     p.write_text(GFF3.replace("CDS\t1\t9\t.\t+\t0\tParent=YAA001W_mRNA", "CDS\t1\t9\t.\t+\t1\tParent=YAA001W_mRNA"))

@@ -13,7 +13,7 @@ import pytest
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform, read_gene_table_tsv
 from pipeline.sources.genome.genbank import parse_location, read_genbank
-from pipeline.sources.genome.gff3 import read_gff3
+from pipeline.sources.genome.gff3 import parse_attributes, read_gff3
 from pipeline.sources.interactions.go import go_coannotation
 
 SAMPLE_GENES = Path(__file__).resolve().parents[1] / "data" / "sample" / "genes.tsv"
@@ -98,6 +98,46 @@ def _gff3_line_error(tmp_path, bad_line: str) -> SourceFormatError:
 def test_gff3_bad_lines(tmp_path, bad_line, expected):
     err = _gff3_line_error(tmp_path, bad_line)
     assert expected in str(err) and "bad.gff, line 7" in str(err)
+
+
+def test_parse_attributes_follows_the_gff3_spec():
+    """Column 9: ``;`` between pairs, ``,`` between values, percent-decoding after the split."""
+    assert parse_attributes("ID=YAL001C;Note=a%3Bb%3Dc%2Cd;Alias=X%25,Y") == {
+        "ID": ["YAL001C"], "Note": ["a;b=c,d"], "Alias": ["X%", "Y"]}
+    assert parse_attributes(" ID=a ; gene=b c;Is_circular;;=x;Dbxref=") == {"ID": ["a "], "gene": ["b c"],
+                                                                          "Dbxref": []}
+    assert parse_attributes("Alias=A1;Alias=A2,A1") == {"Alias": ["A1", "A2", "A1"]}  # a repeated tag adds up
+    assert parse_attributes("") == {}
+
+
+# Column-9 spellings on which the two GFF3 readers' parsers disagreed before they shared
+# parse_attributes: (attributes, expected (id, name, aliases)); both paths now agree.
+_ATTRIBUTE_CASES = [
+    ("ID=YAL001C;gene=;Alias=A1", ("YAL001C", None, ["A1"])),  # empty value: no name (fast path said "")
+    ("ID=YAL001C;gene=,TFC3", ("YAL001C", "TFC3", [])),  # empty values skipped (fast path said "")
+    ("ID=YAL001C;Alias=A1;Alias=A2,A1", ("YAL001C", None, ["A1", "A2"])),  # fast path: first, line reader: last
+    ("ID=YAL001C; gene=TFC3;Alias=TFC3,FUN24", ("YAL001C", "TFC3", ["FUN24"])),
+]
+
+
+@pytest.mark.parametrize("attributes,expected", _ATTRIBUTE_CASES)
+def test_gff3_attribute_spellings_read_alike_on_both_paths(tmp_path, attributes, expected):
+    from pipeline.sources.genome.gff3 import _read_checked, _read_vectorised
+
+    p = tmp_path / "a.gff"
+    p.write_text(f"##gff-version 3\nchrI\tSGD\tgene\t1\t10\t.\t+\t.\t{attributes}\n")
+    data = p.read_bytes()
+    fast = _read_vectorised(data)
+    assert fast is not None and fast.equals(_read_checked(p, data))
+    assert (fast["id"][0], fast["name"][0], fast["aliases"][0].to_list()) == expected
+
+
+def test_gff3_gene_with_two_ids_is_an_error(tmp_path):
+    """``ID=a,b`` is two values (the fast path used to take 'a,b' as the id)."""
+    p = tmp_path / "a.gff"
+    p.write_text("##gff-version 3\nchrI\tSGD\tgene\t1\t10\t.\t+\t.\tID=YAL001C,YAL002W\n")
+    with pytest.raises(SourceFormatError, match=r"a\.gff, line 2: expected exactly one ID attribute"):
+        read_gff3(p)
 
 
 def test_gff3_non_gene_on_unknown_chromosome_is_fine(tmp_path):

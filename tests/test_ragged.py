@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.core.ragged import owner, segment_sum, take_csr
+from pipeline.core.ragged import indptr_from_lengths, owner, segment_sum, take_csr
 from pipeline.precompute.masks import both_orientations, one_orientation, removed_edges
 
 
@@ -22,6 +22,8 @@ def test_segment_sum_owner_take_csr_equal_loops(empty_tail):
     vals = rng.integers(-5, 100, ptr[-1])
     assert segment_sum(vals, ptr).tolist() == [int(vals[a:b].sum()) for a, b in zip(ptr[:-1], ptr[1:], strict=True)]
     assert owner(ptr).tolist() == [i for i in range(50) for _ in range(ptr[i + 1] - ptr[i])]
+    assert owner(ptr, np.int32).dtype == np.int32 and np.array_equal(owner(ptr, np.int32), owner(ptr))
+    assert np.array_equal(indptr_from_lengths(np.diff(ptr)), ptr)
     idx = rng.integers(0, 50, 30)
     nptr, nvals = take_csr(ptr, idx, vals)
     assert nvals.tolist() == [int(v) for i in idx for v in vals[ptr[i]:ptr[i + 1]]]

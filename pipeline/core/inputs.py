@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pipeline
+from pipeline.core.version import __version__
 from pipeline.core.buildkey import sha256_file
 from pipeline.core.paths import REPO_ROOT, SAMPLE_DIR
 
@@ -56,4 +56,4 @@ def code_version() -> str:
                              capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
-    return f"{pipeline.__version__}" + (f"+g{sha}" if sha else "")
+    return f"{__version__}" + (f"+g{sha}" if sha else "")

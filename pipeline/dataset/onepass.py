@@ -7,7 +7,7 @@ pass over its strains and then re-read it lazily in
 hash joins on strings for every row. :func:`read_encoded` reads the file once with
 the strain and screen columns as categoricals (each distinct string hashed once per
 chunk, one integer code per row), checks and parses the distinct strains with the
-readers' own code (:func:`~pipeline.sources.phenotypes.tables.check_strains`), maps each
+readers' own code (:func:`~pipeline.sources.phenotypes.tables.vet_strains`), maps each
 strain to its (gene index, type) slots, and builds every row's packed key with
 numpy gathers from per-strain tables of a few thousand entries.
 
@@ -27,13 +27,22 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.dataset.encode import MAX_GENES, UNKNOWN, pack_keys, slot_values
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.genes import GeneIndex
 from pipeline.core.perturbations import VALUE_COLUMNS
 from pipeline.core.ragged import indptr_from_lengths, owner
-from pipeline.sources.phenotypes.tables import (CODED_COLUMNS, Located, OnUnknown, TableFormat, _strain_error,
-                                         check_strains, find_header, report_counts, scan_table, scan_text)
+from pipeline.dataset.encode import MAX_GENES, UNKNOWN, pack_keys, slot_values
+from pipeline.sources.phenotypes.tables import (
+    CODED_COLUMNS,
+    Located,
+    OnUnknown,
+    TableFormat,
+    find_header,
+    report_counts,
+    scan_table,
+    scan_text,
+    vet_strains,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +149,7 @@ def read_encoded(path: str | Path, fmt: TableFormat, genes: GeneIndex, tag: int,
         log.info("%s: a strain id with several allele names: the lazy path reads it", path)
         return None
     (q, q_num), (a, a_num) = qt, at
-    q, a = check_strains(q, a, fmt, has_mt)
-    q_bad, a_bad = q.filter(pl.col("q_problem").is_not_null()), a.filter(pl.col("a_problem").is_not_null())
-    if on_unknown == "error" and (q_bad.height or a_bad.height):
-        raise _strain_error(where, fmt, q_bad, a_bad)
+    q, a, q_bad, a_bad = vet_strains(q, a, fmt, has_mt, where, on_unknown)
     if int(q["q_genes"].list.len().max() or 0) > MAX_GENES - 1:
         return None  # the packed key holds three genes; the lazy path reports it
     keep = ~(q["q_problem"].is_not_null().to_numpy()[q_num] | a["a_problem"].is_not_null().to_numpy()[a_num])

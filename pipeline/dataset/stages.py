@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-import pipeline
+from pipeline.core.version import __version__
 from pipeline.core.buildkey import build_key, is_current
 from pipeline.dataset.encode import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, encode
 from pipeline.dataset.onepass import read_encoded
@@ -72,7 +72,7 @@ def plan_dataset(cfg: DatasetConfig, ws: Workspace) -> DatasetPlan:
     params = {"datasets": names, "replicates": cfg.replicates, "on_unknown_allele": cfg.on_unknown_allele,
               "split_seed": cfg.split_seed,
               "split_fractions": list(cfg.split_fractions), "format_version": FORMAT_VERSION}
-    key = build_key({"params": params, "genes": graph_fp, "version": pipeline.__version__,
+    key = build_key({"params": params, "genes": graph_fp, "version": __version__,
                      "inputs": {k: [f.sha256 for f in v] for k, v in inputs.items()}})
     store = ws.root / "dataset"
     current = is_current(store, key, lambda p: open_dataset(p).manifest, ws.force)

@@ -37,9 +37,10 @@ import numpy as np
 import polars as pl
 
 from pipeline.core.errors import SourceFormatError
-from pipeline.core.genes import GENE_SCHEMA, CHROMOSOMES, GeneIndex, conform
+from pipeline.core.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform
 from pipeline.core.ragged import indptr_from_lengths, owner, segment_sum
-from pipeline.sources._table import read_bytes, read_table
+from pipeline.sources._io import read_source_bytes
+from pipeline.sources._table import match_header, read_table
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +217,7 @@ def _read_embedding_table(path: Path) -> tuple[pl.DataFrame, int | None]:
             return pl.read_parquet(path), None
         except (pl.exceptions.PolarsError, OSError) as e:
             raise SourceFormatError(path, None, "a Parquet file", str(e)) from e
-    data = read_bytes(path, desc=f"embeddings {path.name}").removeprefix(b"\xef\xbb\xbf")
+    data = read_source_bytes(path, desc=f"embeddings {path.name}").removeprefix(b"\xef\xbb\xbf")
     lines = data.split(b"\n", 64)
     header_at = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if header_at is None:
@@ -260,8 +261,8 @@ def import_embeddings(path: str | Path,
             return SourceFormatError(path, None, expected, f"row {r + 1}: {got}")
         return SourceFormatError(path, header_line + 1 + r, expected, got)
 
-    lower = {c.lower(): c for c in reversed(df.columns)}
-    key = next((lower[k] for k in ID_COLUMNS if k in lower), df.columns[0] if df.columns else None)
+    found, _ = match_header(df.columns, {"key": ID_COLUMNS}, optional={"key"})
+    key = df.columns[found["key"]] if found else (df.columns[0] if df.columns else None)
     values = [c for c in df.columns if c != key]
     if key is None or not values:
         raise SourceFormatError(path, header_line, "a key column and at least one numeric column",

@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 import zarr
 
-import pipeline
+from pipeline.core.version import __version__
 from pipeline.core.atomic import clean_stale, discard, publish_dir, staging_dir
 from pipeline.core.buildkey import build_key, is_current
 from pipeline.core.edges import EdgeTable
@@ -169,7 +169,7 @@ def plan_build(cfg: GraphConfig, ws: Workspace) -> BuildPlan:
     extra = [("sequences", seq_in), ("added_genes", added_in), *((f"embedding:{k}", v) for k, v in emb_in.items())]
     key_src = {"params": params, "genes": genes_in.sha256,
                "inputs": {k: (v.sha256 if v else None) for k, v in [*inputs.items(), *extra]},
-               "version": pipeline.__version__}
+               "version": __version__}
     key = build_key(key_src)
     store = ws.graph_store
     up_to_date = is_current(store, key, lambda p: open_graph(p).manifest, ws.force)

@@ -35,13 +35,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 import zarr
-from zarr.codecs import BloscCodec
 
-from pipeline.graph.csr import CSR, incidence, mirror_edges
 from pipeline.core.errors import StoreError
 from pipeline.core.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform
 from pipeline.core.ragged import indptr_from_lengths
 from pipeline.core.zarr_store import ZSTD1, PublishedStore, open_versioned_group, put_array
+from pipeline.graph.csr import CSR, incidence, mirror_edges
 
 FORMAT = "yeast-pipeline.graph"
 FORMAT_VERSION = 2

@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline.core import options
 from pipeline.core.options import option
-from pipeline.core.perturbations import CODES, CODE_NAMES
+from pipeline.core.perturbations import CODE_NAMES, CODES
 from pipeline.precompute.khop import MODES
 from pipeline.precompute.masks import REMOVING_TYPES
 

@@ -124,8 +124,7 @@ def removed_edges(inc_indptr: np.ndarray, inc_edges: np.ndarray, r_indptr: np.nd
         np.not_equal(key[1:], key[:-1], out=keep[1:])
         key = key[keep]
         bounds = np.searchsorted(key, np.arange(1, s1 - s0 + 1, dtype=key_dtype) << key_dtype(id_bits))
-        counts[s0:s1] = bounds
-        counts[s0:s1] -= np.concatenate([[0], bounds[:-1]])
+        counts[s0:s1] = np.diff(bounds, prepend=0)
         key &= low
         parts.append(key.astype(np.int32, copy=False))
     return indptr_from_lengths(counts), np.concatenate(parts)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-import pipeline
+from pipeline.core.version import __version__
 from pipeline.core.atomic import publish_dir
 from pipeline.core.buildkey import build_key, is_current
 from pipeline.core.errors import StoreError
@@ -129,7 +129,7 @@ def plan_precompute(cfg: PrecomputeConfig, graph_store: Path, dataset_store: Pat
     params["lmdb"] = cfg.lmdb
     edge_fps = {t: graph.edge_attrs(t)["fingerprint"] for t in types}
     key = build_key({"params": params, "genes": graph.fingerprint, "edges": edge_fps,
-                     "dataset": ds.manifest.get("build_key"), "version": pipeline.__version__})
+                     "dataset": ds.manifest.get("build_key"), "version": __version__})
     store = graph_store.parent / "precomputed.zarr"
     records = graph_store.parent / "records.lmdb" if cfg.lmdb else None
     current = is_current(store, key, lambda p: open_precomputed(p).manifest, force)

@@ -2,12 +2,14 @@
 
 Shared by the interaction readers (BioGRID, TFLink, regulatory tables). Contract:
 
-- Input is plain, gzip (detected by magic bytes; see :mod:`pipeline.sources._io`)
-  or a ``.zip`` holding exactly one file. Empty, truncated or corrupt archives are a
-  :class:`~pipeline.core.errors.SourceFormatError` naming the file.
+- Input is plain, gzip or a ``.zip`` holding exactly one file, read by
+  :func:`pipeline.sources._io.read_source_bytes` (detected by magic bytes). Empty,
+  truncated or corrupt archives are a :class:`~pipeline.core.errors.SourceFormatError`
+  naming the file.
 - The header is the first non-blank line not starting with one of ``comment_prefixes``.
-  Columns are found by name, case-insensitively, each from a list of accepted
-  spellings; missing required columns are one error listing all of them.
+  Columns are found by name (:func:`match_header`, shared with the phenotype
+  tables), each from a list of accepted spellings; missing required columns are one
+  error listing all of them (:func:`missing_columns`).
 - Every data row must have as many fields as the header (pyarrow's CSV parser checks
   this for every row, including the columns not read; polars silently pads short
   rows). Blank lines are skipped. No quoting: a ``"`` is an ordinary character.
@@ -19,13 +21,12 @@ vectorised. Reading shows a tqdm bar by bytes (``disable=None``: off when not a
 terminal); inside a zip only for members over 5 MB.
 
 :func:`lookup_names` is the name-column to gene-index mapping the readers share.
+:func:`match_header` is the one header matcher of the source readers.
 """
 
 from __future__ import annotations
 
 import re
-import zipfile
-import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +35,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from tqdm.auto import tqdm
 
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.genes import GeneIndex
 from pipeline.sources._io import read_source_bytes
 
-_BLOCK = 4 << 20
-_BAR_MIN_BYTES = 5 << 20
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # Line ends as pyarrow's parser and bytes.splitlines() see them.
 _EOL = re.compile(rb"\r\n|\r|\n")
 _NON_BLANK = re.compile(rb"\S")
@@ -50,30 +47,65 @@ _NON_BLANK = re.compile(rb"\S")
 MISSING = ("", "-")
 
 
-def read_bytes(path: Path, desc: str | None = None) -> bytes:
-    """All bytes of ``path``: plain, gunzipped, or the single file inside a zip."""
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic not in _ZIP_MAGIC:
-        return read_source_bytes(path, desc=desc)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            members = [i for i in zf.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
-            if len(members) != 1:
-                raise SourceFormatError(path, None, "a .zip archive holding exactly one file",
-                                        f"{len(members)} files: {[m.filename for m in members][:5]}")
-            info = members[0]
-            chunks = []
-            with zf.open(info) as fh, tqdm(total=info.file_size, unit="B", unit_scale=True, leave=False,
-                                           desc=desc or info.filename,
-                                           disable=None if info.file_size > _BAR_MIN_BYTES else True) as bar:
-                while block := fh.read(_BLOCK):
-                    chunks.append(block)
-                    bar.update(len(block))
-            return b"".join(chunks)
-    except (zipfile.BadZipFile, EOFError, zlib.error) as e:
-        raise SourceFormatError(path, None, "a complete, valid .zip archive",
-                                f"a corrupt or truncated one ({e})") from e
+def normalise_header(name: str) -> str:
+    """A header name as :func:`match_header` compares it: no BOM, spaces collapsed, lower case.
+
+    >>> normalise_header("\ufeffQuery  strain ID ")
+    'query strain id'
+    """
+    return " ".join(name.replace("\ufeff", "").split()).lower()
+
+
+def _bare(name: str) -> str:
+    """Without a trailing parenthetical: 'raw genetic interaction score (epsilon)' -> '... score'."""
+    return re.sub(r"\s*\([^()]*\)\s*$", "", name)
+
+
+def match_header(header: Sequence[str], columns: Mapping[str, Sequence[str]], optional: Collection[str] = (),
+                 *, bare: bool = False) -> tuple[dict[str, int], list[str]]:
+    """Find ``columns`` (output key -> accepted spellings, first = canonical) among the ``header`` names.
+
+    Returns (key -> column position for the keys found, in ``columns`` order; the
+    required keys, not in ``optional``, that were not found). Names compare after
+    :func:`normalise_header` (case, surrounding and repeated spaces ignored); of
+    duplicated header names the first wins; of a key's spellings the first present
+    wins; a column serves one key at most (a later key naming a taken column is not
+    found). ``bare``: a key none of whose spellings is present also matches a name
+    that differs only in a trailing ``(...)``, e.g. ``(epsilon)`` vs ``(epsilon, tau)``.
+
+    >>> match_header(["ID", "Gene  Name", "Score (raw)"], {"id": ["id"], "name": ["name", "gene name"],
+    ...              "score": ["score (adjusted)"], "w": ["weight"]}, optional={"w"}, bare=True)
+    ({'id': 0, 'name': 1, 'score': 2}, [])
+    >>> match_header(["ID", "Score (raw)"], {"id": ["id"], "score": ["score (adjusted)"]})
+    ({'id': 0}, ['score'])
+    """
+    exact: dict[str, int] = {}
+    loose: dict[str, int] = {}
+    for i in reversed(range(len(header))):  # reversed: the first of duplicated names wins
+        name = normalise_header(header[i])
+        exact[name] = i
+        if bare:
+            loose[_bare(name)] = i
+    found: dict[str, int] = {}
+    for key, spellings in columns.items():
+        names = [normalise_header(s) for s in spellings]
+        hit = next((exact[n] for n in names if n in exact), None)
+        if hit is None and bare:
+            hit = next((loose[_bare(n)] for n in names if _bare(n) in loose), None)
+        if hit is not None and hit not in found.values():
+            found[key] = hit
+    return found, [k for k in columns if k not in found and k not in optional]
+
+
+def missing_columns(columns: Mapping[str, Sequence[str]], missing: Sequence[str], what: str = "a header") -> str:
+    """The ``expected`` text of the error for a header without the ``missing`` keys of ``columns``.
+
+    >>> missing_columns({"a": ["A"], "t": ["target", "Gene"]}, ["a", "t"])
+    "a header with the required columns (missing: 'A', 'target'; 'target' may also be spelled 'Gene')"
+    """
+    hint = "".join(f"; {columns[k][0]!r} may also be spelled {', '.join(map(repr, columns[k][1:]))}"
+                   for k in missing if len(columns[k]) > 1)
+    return f"{what} with the required columns (missing: {', '.join(repr(columns[k][0]) for k in missing)}{hint})"
 
 
 @dataclass(frozen=True)
@@ -87,7 +119,7 @@ class Table:
 
     def line_of(self, row: int) -> int:
         """1-based file line of data row ``row`` (0-based). Slow: re-reads the file."""
-        lines = read_bytes(self.path).splitlines()
+        lines = read_source_bytes(self.path).splitlines()
         seen = -1
         for i in range(self.header_line, len(lines)):  # lines[header_line] is the first line after the header
             if lines[i]:
@@ -143,11 +175,11 @@ def read_table(path: str | Path, columns: Mapping[str, Sequence[str]], *, option
     """Read the columns named in ``columns`` from a delimited table with a header.
 
     ``columns`` maps an output name to the accepted header spellings, in order of
-    preference, matched case-insensitively (surrounding spaces ignored). Keys in
+    preference, matched by :func:`match_header` (case and spaces ignored). Keys in
     ``optional`` may be absent from the header (and then from ``Table.df``).
     """
     path = Path(path)
-    data = read_bytes(path, desc=desc)
+    data = read_source_bytes(path, desc=desc)
     header_line, body_start, raw_header = _find_header(data, tuple(p.encode() for p in comment_prefixes))
     wanted = ", ".join(repr(v[0]) for k, v in columns.items() if k not in optional)
     if not header_line:
@@ -155,21 +187,9 @@ def read_table(path: str | Path, columns: Mapping[str, Sequence[str]], *, option
                                 "an empty file" if not data.strip() else "only comment lines")
     bsep = sep.encode()
     header = raw_header.decode("utf-8", "replace").split(sep)
-    position = {}
-    for i, h in reversed(list(enumerate(header))):  # reversed: the first of duplicated names wins
-        position[h.strip().lower()] = i
-    found: dict[str, int] = {}
-    for key, spellings in columns.items():
-        hit = next((position[s.lower()] for s in spellings if s.lower() in position), None)
-        if hit is not None:
-            found[key] = hit
-    missing = [f"'{v[0]}'" for k, v in columns.items() if k not in found and k not in optional]
+    found, missing = match_header(header, columns, optional)
     if missing:
-        alts = {k: v for k, v in columns.items() if k not in found and k not in optional and len(v) > 1}
-        hint = "".join(f"; {columns[k][0]!r} may also be spelled {', '.join(map(repr, v[1:]))}"
-                       for k, v in alts.items())
-        raise SourceFormatError(path, header_line,
-                                f"a header with the required columns (missing: {', '.join(missing)}{hint})",
+        raise SourceFormatError(path, header_line, missing_columns(columns, missing),
                                 raw_header.decode("utf-8", "replace"))
 
     if not _NON_BLANK.search(data, body_start):  # header only: pyarrow would call it an empty file

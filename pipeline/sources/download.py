@@ -25,14 +25,14 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-import pipeline
+from pipeline.core.version import __version__
 from pipeline.core.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
 _BLOCK = 1 << 20
 # Some servers refuse urllib's default agent; name the project instead.
-_USER_AGENT = f"yeast-perturbation-pipeline/{pipeline.__version__} (python urllib)"
+_USER_AGENT = f"yeast-perturbation-pipeline/{__version__} (python urllib)"
 
 
 class DownloadError(PipelineError):

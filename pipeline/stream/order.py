@@ -37,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from pipeline.core.splitmix import splitmix64
 
@@ -48,13 +49,18 @@ def _keys(values: np.ndarray, *salt: int) -> np.ndarray:
     return h
 
 
+def _int_array(values: ArrayLike, name: str) -> np.ndarray:
+    """``values`` as a 1-D int64 array (sample ids), or a ValueError naming ``name``."""
+    a = np.asarray(values)
+    if a.ndim != 1 or not (a.dtype.kind in "iu" or a.size == 0):
+        raise ValueError(f"{name} must be a 1-D integer array, got shape {a.shape} dtype {a.dtype}")
+    return a.astype(np.int64)
+
+
 def epoch_order(ids: np.ndarray, *, chunk: int, seed: int, epoch: int, shuffle: bool = True,
                 window_blocks: int = 4) -> np.ndarray:
     """The epoch's permutation of ``ids`` (see the module docstring)."""
-    ids = np.asarray(ids)
-    if ids.ndim != 1 or not (ids.dtype.kind in "iu" or ids.size == 0):
-        raise ValueError(f"ids must be a 1-D integer array, got shape {ids.shape} dtype {ids.dtype}")
-    ids = ids.astype(np.int64)
+    ids = _int_array(ids, "ids")
     if chunk < 1 or window_blocks < 1:
         raise ValueError(f"chunk and window_blocks must be >= 1, got {chunk}, {window_blocks}")
     if ids.size and ids.min() < 0:
@@ -84,10 +90,7 @@ def plan_epoch(order: np.ndarray, *, batch_size: int, world_size: int = 1, drop_
     """Cut ``order`` into global batches, a multiple of ``world_size`` of them."""
     if batch_size < 1 or world_size < 1:
         raise ValueError(f"batch_size and world_size must be >= 1, got {batch_size}, {world_size}")
-    order = np.asarray(order)
-    if order.ndim != 1 or not (order.dtype.kind in "iu" or order.size == 0):
-        raise ValueError(f"order must be a 1-D integer array, got shape {order.shape} dtype {order.dtype}")
-    order = order.astype(np.int64)
+    order = _int_array(order, "order")
     per_round = batch_size * world_size
     if drop_last:
         n = (len(order) // per_round) * per_round

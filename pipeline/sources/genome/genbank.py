@@ -25,6 +25,7 @@ with the file and 1-based line.
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 import polars as pl
@@ -156,6 +157,15 @@ def _unquote(v: str) -> str:
     return v.replace('""', '"')
 
 
+def qualifiers(feat: _Feature, wanted: Collection[str]) -> dict[str, list[str]]:
+    """The ``wanted`` qualifiers of a feature: name -> unquoted values, in file order."""
+    quals: dict[str, list[str]] = {}
+    for q, v in feat.quals:
+        if q in wanted:
+            quals.setdefault(q, []).append(_unquote(v))
+    return quals
+
+
 def load_lines(path: Path, expected: str) -> tuple[bytes, list[str]]:
     """A GenBank file's bytes and its lines (no line ends); an empty file is an error."""
     data = read_source_bytes(path, desc=f"genbank {path.name}")
@@ -185,10 +195,7 @@ def _read_one(path: Path, genes: dict[str, dict]) -> None:
             continue
         if feat.key != "CDS":
             continue
-        quals: dict[str, list[str]] = {}
-        for q, v in feat.quals:
-            if q in _WANTED:
-                quals.setdefault(q, []).append(_unquote(v))
+        quals = qualifiers(feat, _WANTED)
         tag = (quals.get("locus_tag") or [None])[0]
         if not tag:
             continue

@@ -9,9 +9,11 @@ annotation (the genome sequence follows). Data lines have 9 tab-separated fields
 
     chrI  SGD  gene  1807  2169  .  -  .  ID=YAL068C;Name=YAL068C;gene=PAU8;Alias=PAU8,seripauperin%20PAU8;Ontology_term=GO:0005575,GO:0009277,SO:0000704;...
 
-Attribute values are URL-percent-encoded and multi-valued with ``,``; the split on
-``;``, ``=`` and ``,`` happens before decoding, so an encoded ``%2C`` stays inside
-its value. Columns: ``id`` = ``ID``, ``name`` = ``gene`` (standard name) or null,
+Column 9 is read by :func:`parse_attributes` (also used by
+:func:`pipeline.sources.genome.sequences.read_gff3_cds`): values are URL-percent-encoded
+and multi-valued with ``,``; the split on ``;``, ``=`` and ``,`` happens before decoding,
+so an encoded ``%2C`` stays inside its value. Columns: ``id`` = ``ID`` (exactly one
+value), ``name`` = the first value of ``gene`` (standard name) or null,
 ``aliases`` = ``Alias`` minus the id and the standard name, ``go_terms`` = the
 ``GO:`` entries of ``Ontology_term`` (sorted, unique), ``strand`` null for ``.``.
 
@@ -24,29 +26,88 @@ without gene features or a truncated gzip raise
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.genes import conform, normalise_chromosome
+from pipeline.core.ragged import indptr_from_lengths
 from pipeline.sources._io import read_source_bytes
 
 _FASTA = re.compile(rb"^##FASTA", re.MULTILINE)
 
 
-def _attributes(raw: str) -> dict[str, list[str]]:
-    """``k=v1,v2;k2=v`` -> {k: [v1, v2], k2: [v]}, values percent-decoded after splitting."""
+def parse_attributes(raw: str) -> dict[str, list[str]]:
+    """Column 9 of a GFF3 line -> ``{tag: [values]}``, as the GFF3 specification (v1.26) defines it.
+
+    ``tag=value`` pairs are separated by ``;``, multiple values of a tag by ``,``; tags
+    and values are percent-decoded (:func:`urllib.parse.unquote`) after the split, so
+    an encoded ``%3B``, ``%3D`` or ``%2C`` stays inside its value. Spaces around a tag
+    are ignored (values are kept as written). Empty pairs, pairs without ``=`` and
+    empty values are skipped; a tag that is repeated collects the values of each
+    occurrence, in order.
+
+    >>> parse_attributes("ID=YAL068C;gene=PAU8;Alias=PAU8,seripauperin%20PAU8;Note=a%3B b%2C c;;")
+    {'ID': ['YAL068C'], 'gene': ['PAU8'], 'Alias': ['PAU8', 'seripauperin PAU8'], 'Note': ['a; b, c']}
+    >>> parse_attributes("ID=a; gene=,X;Alias=;Ontology_term=GO:1;Ontology_term=GO:2;Is_circular")
+    {'ID': ['a'], 'gene': ['X'], 'Alias': [], 'Ontology_term': ['GO:1', 'GO:2']}
+    """
     out: dict[str, list[str]] = {}
     for part in raw.split(";"):
-        if not part.strip():
-            continue
-        key, sep, value = part.partition("=")
-        if not sep:
-            continue  # a flag attribute carries nothing we use
-        out[unquote(key.strip())] = [unquote(v) for v in value.split(",") if v != ""]
+        tag, sep, value = part.partition("=")
+        tag = tag.strip()
+        if not sep or not tag:
+            continue  # an empty pair, or a flag without a value: nothing to read
+        values = value.split(",")
+        if "" in values:
+            values = [v for v in values if v]
+        if "%" in value:  # (a genome's worth of lines: decode only what is encoded)
+            values = [unquote(v) for v in values]
+        key = unquote(tag) if "%" in tag else tag
+        if key in out:
+            out[key].extend(values)
+        else:
+            out[key] = values
     return out
+
+
+def feature_lines(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """(1-based line number, its 9 fields) of every feature line of GFF3 ``text`` (the part before
+    ``##FASTA``): ``#`` lines and blank lines are skipped, ``\\r\\n`` line ends accepted; a line
+    without 9 tab-separated fields is a :class:`~pipeline.core.errors.SourceFormatError`."""
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip() or line[0] == "#":
+            continue
+        f = line.split("\t")
+        if len(f) != 9:
+            raise SourceFormatError(path, lineno, f"9 tab-separated GFF3 fields (found {len(f)})", line)
+        yield lineno, f
+
+
+def _gene_fields(attributes: str) -> tuple[str, str | None, list[str], list[str]] | None:
+    """(id, standard name or None, aliases, GO terms) of a gene feature's column 9; None
+    unless it has exactly one ID."""
+    attrs = parse_attributes(attributes)
+    ids = attrs.get("ID", [])
+    if len(ids) != 1:
+        return None
+    gid = ids[0]
+    std = (attrs.get("gene") or [None])[0]
+    if std == gid:
+        std = None
+    aliases = list(dict.fromkeys(a for a in attrs.get("Alias", []) if a not in (gid, std)))
+    go = sorted({t for t in attrs.get("Ontology_term", []) if t.startswith("GO:")})
+    return gid, std, aliases, go
+
+
+_ROWS_SCHEMA = {"id": pl.String, "name": pl.String, "chromosome": pl.String, "start": pl.Int64, "end": pl.Int64,
+                "strand": pl.String, "go_terms": pl.List(pl.String), "aliases": pl.List(pl.String)}
 
 
 def read_gff3(path: str | Path) -> pl.DataFrame:
@@ -59,19 +120,9 @@ def read_gff3(path: str | Path) -> pl.DataFrame:
     return fast if fast is not None else _read_checked(path, data)
 
 
-def _attr(name: str) -> pl.Expr:
-    """Raw (still percent-encoded) value of attribute ``name`` in column 9, or null."""
-    return pl.col("attributes").str.extract(rf"(?:^|;)\s*{name}=([^;]*)", 1)
-
-
-def _decode(values: pl.Expr) -> pl.Expr:
-    # SGD encodes only a few characters; decode the rare values that carry a '%'
-    return (pl.when(values.str.contains("%", literal=True))
-            .then(values.map_elements(unquote, return_dtype=pl.String)).otherwise(values))
-
-
 def _read_vectorised(data: bytes) -> pl.DataFrame | None:
-    """The fast path: polars parses and checks every line at once.
+    """The fast path: polars parses and checks every line at once; column 9 of the gene
+    lines (a few thousand) goes through :func:`parse_attributes`.
 
     Returns None when anything is off (wrong field count, bad coordinates or strand,
     unknown chromosome, not exactly one ID): :func:`_read_checked` then finds and
@@ -94,53 +145,33 @@ def _read_vectorised(data: bytes) -> pl.DataFrame | None:
     if not ok or genes.height == 0:
         return None
     chrom = {c: normalise_chromosome(c) for c in genes["seqid"].unique().to_list()}
-    if None in chrom.values() or (genes["attributes"].str.count_matches(r"(?:^|;)\s*ID=") != 1).any():
+    if None in chrom.values():
         return None
-    g = genes.with_row_index("row").select(
-        "row",
-        _decode(_attr("ID")).alias("id"),
-        _decode(_attr("gene").str.split(",").list.first()).alias("name"),
-        pl.col("seqid").replace_strict(chrom, return_dtype=pl.String).alias("chromosome"),
-        "start", "end",
-        pl.when(pl.col("strand") == ".").then(None).otherwise(pl.col("strand")).alias("strand"),
-        _attr("Alias").str.split(",").alias("alias_raw"),
-        _attr("Ontology_term").str.split(",").alias("terms"),
-    )
-    if g["id"].is_null().any() or (g["id"] == "").any():
+    fields = [_gene_fields(a) for a in genes["attributes"].to_list()]
+    if any(f is None for f in fields):
         return None
-    g = g.with_columns(pl.when(pl.col("name") == pl.col("id")).then(None).otherwise(pl.col("name")).alias("name"))
-    # aliases: split before decoding, minus the id and the standard name, first occurrence kept
-    al = (g.select("row", "id", "name", pl.col("alias_raw").alias("a")).explode("a")
-          .filter(pl.col("a").is_not_null() & (pl.col("a") != ""))
-          .with_columns(_decode(pl.col("a")).alias("a"))
-          .filter((pl.col("a") != pl.col("id")) & (pl.col("name").is_null() | (pl.col("a") != pl.col("name"))))
-          .unique(["row", "a"], keep="first", maintain_order=True)
-          .group_by("row", maintain_order=True).agg(pl.col("a").alias("aliases")))
-    go = (g.select("row", pl.col("terms").alias("t")).explode("t")
-          .filter(pl.col("t").is_not_null()).with_columns(_decode(pl.col("t")).alias("t"))
-          .filter(pl.col("t").str.starts_with("GO:")).unique(["row", "t"])
-          .group_by("row").agg(pl.col("t").sort().alias("go_terms")))
-    out = (g.join(al, on="row", how="left").join(go, on="row", how="left").sort("row")
-           .with_columns(pl.col("aliases").fill_null(pl.lit([], dtype=pl.List(pl.String))),
-                         pl.col("go_terms").fill_null(pl.lit([], dtype=pl.List(pl.String)))))
+    ids, names, aliases, go = zip(*fields)
+    out = genes.select(pl.Series("id", ids, dtype=pl.String), pl.Series("name", names, dtype=pl.String),
+                       pl.col("seqid").replace_strict(chrom, return_dtype=pl.String).alias("chromosome"),
+                       "start", "end",
+                       pl.when(pl.col("strand") == ".").then(None).otherwise(pl.col("strand")).alias("strand"),
+                       _string_lists("go_terms", go), _string_lists("aliases", aliases))
     return conform(out)
+
+
+def _string_lists(name: str, lists: Sequence[list[str]]) -> pl.Series:
+    """A List(String) Series of Python lists, built flat (a Series of lists is built list by list)."""
+    offsets = indptr_from_lengths(np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)))
+    values = pa.array([v for vs in lists for v in vs], type=pa.large_string())
+    return pl.Series(name, pa.LargeListArray.from_arrays(pa.array(offsets), values)).cast(pl.List(pl.String))
 
 
 def _read_checked(path: Path, data: bytes) -> pl.DataFrame:
     """The line-by-line reader: the reference for the fast path, and the error reporter."""
     text = data.decode("utf-8", "replace")
 
-    rows: dict[str, list] = {k: [] for k in ("id", "name", "chromosome", "start", "end", "strand",
-                                             "go_terms", "aliases")}
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line or line[0] == "#":
-            continue
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        f = line.split("\t")
-        if len(f) != 9:
-            raise SourceFormatError(path, lineno, f"9 tab-separated GFF3 fields (found {len(f)})", line)
+    rows: dict[str, list] = {k: [] for k in _ROWS_SCHEMA}
+    for lineno, f in feature_lines(path, text):
         try:
             start, end = int(f[3]), int(f[4])
         except ValueError:
@@ -155,16 +186,9 @@ def _read_checked(path: Path, data: bytes) -> pl.DataFrame:
         chrom = normalise_chromosome(f[0])
         if chrom is None:
             raise SourceFormatError(path, lineno, "a chromosome chrI..chrXVI or chrmt (column 1)", f[0])
-        attrs = _attributes(f[8])
-        ids = attrs.get("ID", [])
-        if len(ids) != 1 or not ids[0]:
+        if (gene := _gene_fields(f[8])) is None:
             raise SourceFormatError(path, lineno, "exactly one ID attribute on a gene feature", f[8])
-        gid = ids[0]
-        std = (attrs.get("gene") or [None])[0]
-        if std == gid:
-            std = None
-        aliases = list(dict.fromkeys(a for a in attrs.get("Alias", []) if a not in (gid, std)))
-        go = sorted({t for t in attrs.get("Ontology_term", []) if t.startswith("GO:")})
+        gid, std, aliases, go = gene
         rows["id"].append(gid)
         rows["name"].append(std)
         rows["chromosome"].append(chrom)
@@ -177,7 +201,4 @@ def _read_checked(path: Path, data: bytes) -> pl.DataFrame:
     if not rows["id"]:
         raise SourceFormatError(path, None, "at least one GFF3 feature of type 'gene'",
                                 "an empty file" if not text.strip() else "no gene features")
-    schema = {"id": pl.String, "name": pl.String, "chromosome": pl.String, "start": pl.Int64,
-              "end": pl.Int64, "strand": pl.String, "go_terms": pl.List(pl.String),
-              "aliases": pl.List(pl.String)}
-    return conform(pl.DataFrame(rows, schema=schema))
+    return conform(pl.DataFrame(rows, schema=_ROWS_SCHEMA))

@@ -38,7 +38,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 import polars as pl
@@ -46,9 +45,11 @@ import polars as pl
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.genes import GeneIndex
 from pipeline.sources._io import line_of_offset, read_source_bytes
+
 # The feature-table state machine (multi-line quoted values, wrapped locations) is the gene
 # reader's; sharing it keeps one GenBank grammar in the package.
-from pipeline.sources.genome.genbank import _expand, _features, _unquote, load_lines
+from pipeline.sources.genome.genbank import _expand, _features, load_lines, qualifiers
+from pipeline.sources.genome.gff3 import feature_lines, parse_attributes
 
 log = logging.getLogger(__name__)
 
@@ -238,12 +239,9 @@ def _read_genbank_one(path: Path, out: dict[str, str | None], dup: list[str]) ->
     cds = [(record, feat) for record, feat in _features(path, lines) if feat.key == "CDS"]
     origins = _origins(path, data.replace(b"\r\n", b"\n"))
     for record, feat in cds:
-        tag = codon_start = None
-        for q, v in feat.quals:
-            if q == "locus_tag" and tag is None:
-                tag = _unquote(v)
-            elif q == "codon_start":
-                codon_start = _unquote(v)
+        quals = qualifiers(feat, ("locus_tag", "codon_start"))
+        tag = (quals.get("locus_tag") or [None])[0]  # the first /locus_tag, the last /codon_start
+        codon_start = (quals.get("codon_start") or [None])[-1]
         if not tag:
             continue
         if tag in out:
@@ -288,14 +286,6 @@ def read_genbank_cds(paths: list[Path] | Path | str) -> pl.DataFrame:
 _GFF_FASTA = re.compile(rb"^##FASTA[^\n]*\n?", re.MULTILINE)
 
 
-def _gff_attr(raw: str, key: str) -> str | None:
-    for part in raw.split(";"):
-        k, sep, v = part.partition("=")
-        if sep and k.strip() == key:
-            return unquote(v.split(",")[0])
-    return None
-
-
 @dataclass
 class _Cds:
     seqid: str
@@ -313,24 +303,19 @@ def read_gff3_cds(path: str | Path) -> pl.DataFrame:
     genes: list[str] = []
     mrna_parent: dict[str, str] = {}
     cds: dict[str, _Cds] = {}  # by Parent
-    for lineno, raw in enumerate(annot.decode("utf-8", "replace").split("\n"), start=1):
-        line = raw.rstrip("\r")
-        if not line or line[0] == "#":
-            continue
-        f = line.split("\t")
-        if len(f) != 9:
-            raise SourceFormatError(path, lineno, f"9 tab-separated GFF3 fields (found {len(f)})", line)
+    for lineno, f in feature_lines(path, annot.decode("utf-8", "replace")):
         if f[2] not in ("gene", "mRNA", "CDS"):
             continue
+        attrs = parse_attributes(f[8])
         if f[2] == "gene":
-            if (gid := _gff_attr(f[8], "ID")) is None:
+            if not (ids := attrs.get("ID")):
                 raise SourceFormatError(path, lineno, "an ID attribute on a gene feature", f[8])
-            genes.append(gid)
+            genes.append(ids[0])
             continue
-        parent = _gff_attr(f[8], "Parent")
+        parent = (attrs.get("Parent") or [None])[0]
         if f[2] == "mRNA":
-            if (mid := _gff_attr(f[8], "ID")) is not None and parent is not None:
-                mrna_parent[mid] = parent
+            if (mid := attrs.get("ID")) and parent is not None:
+                mrna_parent[mid[0]] = parent
             continue
         try:
             start, end = int(f[3]), int(f[4])

@@ -6,7 +6,8 @@ which returns the frame in :data:`pipeline.core.perturbations.OBSERVATION_SCHEMA
 
 Contract:
 
-- **Header check on open.** Columns are found by name (case-insensitive, spaces
+- **Header check on open.** Columns are found by name with the source readers'
+  :func:`~pipeline.sources._table.match_header` (case-insensitive, spaces
   collapsed; a spelling also matches a header that differs only in a trailing
   ``(...)``, e.g. ``(epsilon)`` vs ``(epsilon, tau)``). Missing columns are one
   :class:`~pipeline.core.errors.SourceFormatError` listing all of them and, when the
@@ -40,7 +41,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import re
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +49,16 @@ from typing import Literal
 import polars as pl
 
 from pipeline.core.errors import SourceFormatError
-from pipeline.core.perturbations import (OBSERVATION_SCHEMA, VALUE_COLUMNS, known_kinds_text, parse_strains,
-                                    sorted_members, sorted_pair, sorted_upto3)
+from pipeline.core.perturbations import (
+    OBSERVATION_SCHEMA,
+    VALUE_COLUMNS,
+    known_kinds_text,
+    parse_strains,
+    sorted_members,
+    sorted_pair,
+    sorted_upto3,
+)
+from pipeline.sources._table import match_header, missing_columns, normalise_header
 
 log = logging.getLogger(__name__)
 
@@ -94,38 +102,10 @@ KNOWN_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def _norm(s: str) -> str:
-    return " ".join(s.replace("\ufeff", "").split()).lower()
-
-
-def _bare(s: str) -> str:
-    """Without a trailing parenthetical: 'raw genetic interaction score (epsilon)' -> '... score'."""
-    return re.sub(r"\s*\([^()]*\)\s*$", "", s)
-
-
-def match_columns(header: Sequence[str], fmt: TableFormat) -> tuple[dict[str, int], list[str]]:
-    """(key -> column position, canonical names of the missing required columns)."""
-    norm = [_norm(h) for h in header]
-    exact: dict[str, int] = {}
-    bare: dict[str, int] = {}
-    for i in reversed(range(len(norm))):  # reversed: the first of duplicated names wins
-        exact[norm[i]] = i
-        bare[_bare(norm[i])] = i
-    found: dict[str, int] = {}
-    for key, spellings in fmt.columns.items():
-        hit = next((exact[_norm(s)] for s in spellings if _norm(s) in exact), None)
-        if hit is None:
-            hit = next((bare[_bare(_norm(s))] for s in spellings if _bare(_norm(s)) in bare), None)
-        if hit is not None and hit not in found.values():
-            found[key] = hit
-    missing = [fmt.canonical(k) for k in fmt.columns if k not in found and k not in fmt.optional]
-    return found, missing
-
-
 def looks_like(header: Sequence[str], expected: str | None = None) -> str | None:
     """The known table a header resembles (2+ distinctive columns) better than the ``expected`` one, if any."""
-    norm = {_norm(h) for h in header}
-    scores = {tag: sum(_norm(c) in norm for c in cols) for tag, (_, cols) in KNOWN_TABLES.items()}
+    norm = {normalise_header(h) for h in header}
+    scores = {tag: sum(normalise_header(c) in norm for c in cols) for tag, (_, cols) in KNOWN_TABLES.items()}
     own = scores.pop(expected, 0) if expected else 0
     tag = max(scores, key=lambda t: scores[t])
     return KNOWN_TABLES[tag][0] if scores[tag] >= 2 and scores[tag] > own else None
@@ -133,10 +113,11 @@ def looks_like(header: Sequence[str], expected: str | None = None) -> str | None
 
 def header_error(path: str | Path, line: int | None, fmt: TableFormat, header: Sequence[str],
                  missing: Sequence[str]) -> SourceFormatError:
+    """The error for a header without the ``missing`` keys of ``fmt``, naming the table it looks like."""
     other = looks_like(header, expected=fmt.name)
     hint = f"; this looks like {other}" if other else ""
-    return SourceFormatError(path, line, f"a {fmt.title} header with the columns "
-                             f"{', '.join(map(repr, missing))} (missing){hint}", "\t".join(header))
+    return SourceFormatError(path, line, missing_columns(fmt.columns, missing, f"a {fmt.title} header") + hint,
+                             "\t".join(header))
 
 
 @dataclass(frozen=True)
@@ -181,7 +162,7 @@ def pick_header(path: str | Path, fmt: TableFormat,
     best: tuple[int, list[str], list[str]] | None = None
     most = -1
     for line, fields in candidates:
-        found, missing = match_columns(fields, fmt)
+        found, missing = match_header(fields, fmt.columns, fmt.optional, bare=True)
         if not missing:
             return line, fields, found
         if len(found) > most:
@@ -297,11 +278,7 @@ def observations(raw: pl.LazyFrame, fmt: TableFormat, where: Located, *, source_
     if rows_read == 0:
         raise SourceFormatError(where.path, None, f"data rows after the {fmt.title} header", "none")
 
-    q, a = check_strains(q, a, fmt, has_mt)
-    q_bad, a_bad = q.filter(pl.col("q_problem").is_not_null()), a.filter(pl.col("a_problem").is_not_null())
-
-    if on_unknown == "error" and (q_bad.height or a_bad.height):
-        raise _strain_error(where, fmt, q_bad, a_bad)
+    q, a, q_bad, a_bad = vet_strains(q, a, fmt, has_mt, where, on_unknown)
     skipped = 0
     if q_bad.height or a_bad.height:
         skipped = int(q_bad["n"].sum()) + int(a_bad["n"].sum())
@@ -352,6 +329,17 @@ def check_strains(q: pl.DataFrame, a: pl.DataFrame, fmt: TableFormat, has_mt: bo
                        .then(pl.lit("an array strain of one gene")).otherwise(pl.col("a_problem"))
                        .alias("a_problem"))
     return q, a
+
+
+def vet_strains(q: pl.DataFrame, a: pl.DataFrame, fmt: TableFormat, has_mt: bool, where: Located,
+                on_unknown: OnUnknown) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """:func:`check_strains`, then the strains that cannot be used: (q, a, q_bad, a_bad). With
+    ``on_unknown="error"`` a bad strain raises, naming the first row (in file order) that has one."""
+    q, a = check_strains(q, a, fmt, has_mt)
+    q_bad, a_bad = q.filter(pl.col("q_problem").is_not_null()), a.filter(pl.col("a_problem").is_not_null())
+    if on_unknown == "error" and (q_bad.height or a_bad.height):
+        raise _strain_error(where, fmt, q_bad, a_bad)
+    return q, a, q_bad, a_bad
 
 
 def report_counts(where: Located, q: pl.DataFrame, q_bad: pl.DataFrame, a_bad: pl.DataFrame, rows_read: int,
