@@ -21,15 +21,14 @@ demo: $(STAMP)
 	$(BIN)/python -m pipeline.build --graphs string12 --dataset kuzmin2018 --dataset costanzo2016 \
 		--precompute masks,khop,adjacency-rows
 
-# ruff first (a second or two), then the tests and the library's doctests (pyproject: testpaths, --doctest-modules).
-test: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q
-
-# The linter and dead code in the library (vulture: pyproject [tool.vulture]; exits non-zero on findings).
+# The linter and dead code (vulture: pyproject [tool.vulture]; exits non-zero on findings): a second or two.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/vulture
+
+# lint first, then the tests and the library's doctests (pyproject: testpaths, --doctest-modules).
+test: lint
+	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks build

@@ -84,8 +84,8 @@ def _child(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     import logging
 
-    from pipeline.core.runner import LocalRunner
     from pipeline.config import BuildConfig
+    from pipeline.core.runner import LocalRunner
     from pipeline.graph.stages import run_graph_build, summarize
     from pipeline.graph.store import open_graph
 
@@ -116,7 +116,8 @@ def _child(spec_path: str) -> int:
 
     timed = TimedRunner()
 
-    cfg = BuildConfig.create(graphs=["string12"], raw=Path(spec["raw"]), out=Path(spec["out"]), genes=Path(spec["genes"]),
+    cfg = BuildConfig.create(graphs=["string12"], raw=Path(spec["raw"]), out=Path(spec["out"]),
+                             genes=Path(spec["genes"]),
                       force=True)
     t_run = time.perf_counter()
     store, _ = run_graph_build(cfg.graph, cfg.workspace, timed)

@@ -56,10 +56,10 @@ def _child(spec_path: str) -> int:
     spec = json.loads(Path(spec_path).read_text())
     import logging
 
-    from pipeline.dataset.stages import build_dataset, plan_dataset
     from pipeline.config import BuildConfig
-    from pipeline.graph.stages import run_graph_build
+    from pipeline.dataset.stages import build_dataset, plan_dataset
     from pipeline.dataset.store import open_dataset
+    from pipeline.graph.stages import run_graph_build
 
     logging.basicConfig(level=logging.WARNING)
     cfg = BuildConfig.create(graphs=["string12_fusion"], raw=Path(spec["raw"]), out=Path(spec["out"]),

@@ -121,9 +121,9 @@ class TreeSampler(threading.Thread):
 
 
 def _child_stage(spec: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.graph.store import open_graph
     from pipeline.precompute import stages as pc
     from pipeline.precompute.khop import unpack
-    from pipeline.graph.store import open_graph
     from pipeline.precompute.store import open_precomputed
 
     cfg = pc.PrecomputeConfig(**spec["config"])

@@ -40,8 +40,8 @@ TARGET_RATIO = 500
 def ensure_build(workdir: Path, scale: float) -> Path:
     """The full-scale synthetic build with everything precomputed (built once; reused while current)."""
     from benchmarks.precompute import GRAPHS, ensure_inputs
-    from pipeline.precompute.stages import PrecomputeConfig
     from pipeline.config import BuildConfig
+    from pipeline.precompute.stages import PrecomputeConfig
     from pipeline.sequence import run_build
 
     raw, gff = ensure_inputs(workdir, seed=0, scale=scale)  # the same inputs as the precompute benchmark
@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(["graph: expand to dense node+edge masks (CPU)", "", "64", "0", f"{exp:,.0f}", "", "", "", ""])
     rows.append(["baseline: HeteroData full graph + masks, Batch.from_data_list", "", "", "0",
                  f"{base['full']:,.1f}", "", "1x", "", ""])
-    rows.append(["baseline: PyG k_hop_subgraph per type (1-hop)", "", "", "0", f"{base['khop']:,.0f}", "", "1x", "", ""])
+    rows.append(["baseline: PyG k_hop_subgraph per type (1-hop)", "", "", "0", f"{base['khop']:,.0f}", "", "1x",
+                 "", ""])
     best_graph = max(float(r[4].replace(",", "")) for r in rows if r[0] == "graph" and r[1] == "zarr")
     ok_ratio = best_graph / base["full"] >= TARGET_RATIO
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from make_gene_table import PACKAGE, extract_genbank  # noqa: E402
 
-from pipeline.graph.features import translate  # noqa: E402
 from pipeline.core.genes import GeneIndex, read_gene_table_tsv  # noqa: E402
+from pipeline.graph.features import translate  # noqa: E402
 from pipeline.sources.genome.genbank import _features, _unquote  # noqa: E402
 from pipeline.sources.genome.sequences import read_genbank_cds, sequences_for, write_fasta  # noqa: E402
 
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{report.n_missing} genes of {args.genes} have no CDS sequence: {report.missing[:10]}")
     ids = genes.ids.tolist()
     # the check that the splicing is right: our translation equals GenBank's own
-    differ = [g for g, s in zip(ids, seqs) if g in expected and translate(s).removesuffix("*") != expected[g]]
+    differ = [g for g, s in zip(ids, seqs)
+              if g in expected and translate(s).removesuffix("*") != expected[g]]
     print(f"translation equals /translation for {len(expected) - len(differ):,} of {len(expected):,} genes "
           f"that have one ({len(ids) - len(expected)} pseudogenes without)")
     if differ:

@@ -29,12 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.core.genes import read_gene_table_tsv  # noqa: E402
 from pipeline.core.buildkey import sha256_file  # noqa: E402
+from pipeline.core.genes import read_gene_table_tsv  # noqa: E402
 from pipeline.core.paths import SAMPLE_DIR  # noqa: E402
 from pipeline.graph.sources import SOURCES  # noqa: E402
-from synth.graph import (STRING_UNION_FULL, SynthSizes, gene_universe, rng_for,  # noqa: E402
-                                  write_sources)
+from synth.graph import STRING_UNION_FULL, SynthSizes, gene_universe, rng_for, write_sources  # noqa: E402
 
 SEED = 0
 GENERATOR = "scripts/make_sample.py"

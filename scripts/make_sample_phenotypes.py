@@ -33,8 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.core.buildkey import sha256_file  # noqa: E402
 from pipeline.core.paths import SAMPLE_DIR  # noqa: E402
-from synth.phenotypes import (CostanzoSizes, KuzminSizes, gene_pool, write_costanzo2016,  # noqa: E402
-                                       write_kuzmin2018)
+from synth.phenotypes import CostanzoSizes, KuzminSizes, gene_pool, write_costanzo2016, write_kuzmin2018  # noqa: E402
 
 SEED = 0
 GENERATOR = "scripts/make_sample_phenotypes.py"

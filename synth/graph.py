@@ -466,9 +466,6 @@ def write_biogrid(path: Path, genes: pl.DataFrame, rows: pl.DataFrame) -> int:
     return n
 
 
-TFLINK_COLUMNS = ["UniprotID.TF", "UniprotID.Target", "NCBI.GeneID.TF", "NCBI.GeneID.Target", "Name.TF",
-                  "Name.Target", "Detection.method", "PubmedID", "Organism", "Source.database",
-                  "Small-scale.evidence"]
 _TFLINK_METHODS = {"chromatin immunoprecipitation assay": 0.5, "inferred by curator": 0.25,
                    "electrophoretic mobility shift assay;inferred by curator": 0.15,
                    "chromatin immunoprecipitation assay;beta galactosidase assay": 0.1}

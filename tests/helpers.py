@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from pipeline.core.genes import GeneIndex, conform
+from pipeline.graph.csr import CSR
 from pipeline.sources.interactions.string import HEADER
 
 GENE_IDS = ["YAL001C", "YAL002W", "YAL003W", "YBR001C", "YCR002C", "Q0010"]
@@ -48,3 +50,33 @@ def write_string(path: Path, rows=None, header=HEADER, gz=True) -> Path:
     else:
         path.write_text(text)
     return path
+
+
+def check_csr(csr: CSR) -> list[str]:
+    """Invariants every stored CSR satisfies; returns the violated ones (empty = valid)."""
+    bad = []
+    ip, ix = csr.indptr, csr.indices
+    if ip[0] != 0 or ip[-1] != len(ix) or np.any(np.diff(ip) < 0):
+        bad.append("indptr is not a monotone 0..nnz offset array")
+        return bad
+    rows = csr.rows()
+    if len(ix) and (ix.min() < 0 or ix.max() >= csr.n_nodes):
+        bad.append("column index out of range")
+    if np.any(rows == ix):
+        bad.append("self-loop present")
+    if len(ix) > 1:
+        same_row = rows[1:] == rows[:-1]
+        if np.any(same_row & (ix[1:] <= ix[:-1])):
+            bad.append("columns not strictly increasing within a row (unsorted or duplicate)")
+    if not csr.directed and len(ix):
+        fwd = rows.astype(np.int64) * csr.n_nodes + ix
+        rev = ix.astype(np.int64) * csr.n_nodes + rows
+        order = np.argsort(rev, kind="stable")
+        if not np.array_equal(fwd, rev[order]) or not np.array_equal(csr.weights, csr.weights[order]):
+            bad.append("undirected CSR is not symmetric (structure or weights)")
+    if csr.mirror is not None:
+        m = csr.mirror
+        if (len(m) != len(ix) or (len(m) and (m.min() < 0 or m.max() >= len(ix)))
+                or not np.array_equal(rows[m], ix) or not np.array_equal(ix[m], rows)):
+            bad.append("mirror does not map every edge to its reverse")
+    return bad

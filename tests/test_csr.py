@@ -5,7 +5,8 @@ import pytest
 
 from pipeline.core.edges import EdgeTable
 from pipeline.graph import csr as csr_mod
-from pipeline.graph.csr import CSR, build_csr, check_csr, incidence
+from pipeline.graph.csr import CSR, build_csr, incidence
+from tests.helpers import check_csr
 
 
 def random_table(rng, n, m, directed):

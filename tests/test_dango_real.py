@@ -6,10 +6,10 @@ import pytest
 from pipeline.config import BuildConfig
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.genes import GeneIndex, read_gene_list
-from pipeline.graph.csr import check_csr
 from pipeline.graph.stages import run_graph_build
 from pipeline.graph.store import open_graph
 from pipeline.sources.interactions.dango import available_channels, read_dango
+from tests.helpers import check_csr
 
 pytestmark = pytest.mark.real_data
 

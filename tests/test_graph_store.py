@@ -9,10 +9,9 @@ import pytest
 import pipeline.graph.stages as stages
 from pipeline.config import BuildConfig
 from pipeline.core.errors import StoreError
-from pipeline.graph.csr import check_csr
 from pipeline.graph.stages import run_graph_build
 from pipeline.graph.store import open_graph
-from tests.helpers import GENE_IDS, write_gene_list, write_string
+from tests.helpers import GENE_IDS, check_csr, write_gene_list, write_string
 
 
 def build(tmp_path, **kw):

@@ -7,9 +7,11 @@ whitelisted name that is renamed or removed fails the test run (pytest imports i
 """
 
 from pipeline.graph.csr import CSR
+from pipeline.graph.features import codon_counts
 from pipeline.graph.store import GraphStore
 from pipeline.stream.batches import GraphBatch, KHopBatch
 from pipeline.stream.dataset import PerturbationStream
+from trainers import models
 
 __all__ = ["PUBLIC_API"]
 
@@ -21,4 +23,7 @@ PUBLIC_API = (
     KHopBatch.to_pyg,  # README: the PyG Batch view
     CSR.degree,  # README (the notebooks): node degrees of a graph
     GraphStore.embedding,  # README: imported embedding tables
+    codon_counts,  # per-gene codon counts, the features' building block
+    # the reference models (trainers/, outside the library), trained from the stream by the tests
+    models.masked_mse, models.GraphRegularisedTransformer, models.MaskedGNN,
 )

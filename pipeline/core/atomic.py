@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -65,23 +64,3 @@ def publish_dir(tmp: str | Path, final: str | Path) -> Path:
     return final
 
 
-@contextlib.contextmanager
-def publishing(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory; on normal exit it replaces ``final`` in one rename.
-
-    On an exception the temporary is removed and ``final`` is left as it was.
-
-    >>> import tempfile
-    >>> d = Path(tempfile.mkdtemp())
-    >>> with publishing(d / "store") as tmp:
-    ...     _ = (tmp / "data").write_text("x")
-    >>> (d / "store" / "data").read_text()
-    'x'
-    """
-    tmp = staging_dir(final)
-    try:
-        yield tmp
-    except BaseException:
-        discard(tmp)
-        raise
-    publish_dir(tmp, final)

@@ -107,7 +107,7 @@ class GeneIndex:
         object.__setattr__(self, "_lookup", lk)
 
     @classmethod
-    def from_table(cls, df: pl.DataFrame, source: str = "<memory>") -> "GeneIndex":
+    def from_table(cls, df: pl.DataFrame, source: str = "<memory>") -> GeneIndex:
         """Sort (genome genes by id, then added genes by id) and check ids are present and unique.
 
         Added genes go last so that a genome gene's index never depends on what is added.

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.version import __version__
 from pipeline.core.buildkey import sha256_file
 from pipeline.core.paths import REPO_ROOT, SAMPLE_DIR
+from pipeline.core.version import __version__
 
 
 @dataclass

@@ -81,19 +81,6 @@ MARKERS: dict[str, str] = {"YDL227C": "HO"}
 #: Characters that mark a deletion allele (Greek capital delta, and the increment sign it is often typed as).
 DELTA_CHARS = ("\u0394", "\u2206")
 
-CODES_DOC = """\
-| code | type | strain-id suffixes (allele kind) | meaning |
-|---:|---|---|---|
-| 1 | `deletion` | `sn`, `dma`, `del`; a `Δ` in the allele name of an ambiguous id | gene deleted (natMX query / kanMX array) |
-| 2 | `temperature_sensitive` | `tsq`, `tsa`, `ts`; non-`Δ` members of `tm` ids | temperature-sensitive allele of an essential gene |
-| 3 | `knockdown` | `damp`; `damp` in the allele name of an ambiguous id | DAmP hypomorph (decreased mRNA abundance) |
-| 4 | `overexpression` | `oe` (no published table here uses it) | gene overexpressed |
-| 5 | `addition` | (none; reserved for heterologous genes added to the genome) | gene added |
-| 6 | `suppressor` | `S`, `supp` | suppressor or other allele of a known gene |
-
-`tm` (Kuzmin multiple-mutant query) takes each member's type from its allele name.
-`YDL227C` (HO) as one member of a `+` query id is the construction marker and is removed;
-alone it is an ordinary deletion."""
 
 #: Columns of one phenotype observation, as every phenotype reader returns them (in this order).
 OBSERVATION_SCHEMA: dict[str, pl.DataType] = {

@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.core.version import __version__
 from pipeline.core.buildkey import build_key, is_current
-from pipeline.dataset.encode import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, encode
-from pipeline.dataset.onepass import read_encoded
 from pipeline.core.errors import SourceFormatError, SourceMissingError
 from pipeline.core.inputs import describe_input
 from pipeline.core.paths import SAMPLE_DIR, Workspace
 from pipeline.core.runner import default_workers
+from pipeline.core.version import __version__
 from pipeline.dataset.config import DatasetConfig
+from pipeline.dataset.encode import UNKNOWN, aggregate, assign_ids_and_splits, collect_observations, encode
+from pipeline.dataset.onepass import read_encoded
 from pipeline.dataset.sources import DATASETS, find_dataset_files
 from pipeline.dataset.store import FORMAT_VERSION, open_dataset, write_dataset
 from pipeline.graph.store import open_graph
@@ -100,8 +100,8 @@ def build_dataset(plan: DatasetPlan) -> Path:
             enc = encode(DATASETS[n].reader(lazy, policy, reader_stats[n], False), genes, tag=i)
             try:
                 parts.append(collect_observations(enc))
-            except pl.exceptions.PolarsError as e:
-                raise _value_error(plan, policy) or e
+            except pl.exceptions.PolarsError as e:  # the reader's own message names file, line, column
+                raise (_value_error(plan, policy) or e) from None
     obs = pl.concat(parts, how="vertical", rechunk=False) if len(parts) > 1 else parts[0]
     del parts
     agg = aggregate(obs, plan.parameters["replicates"])

@@ -20,11 +20,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
+from pipeline.core.atomic import clean_stale, discard, publish_dir, staging_dir
 from pipeline.core.errors import StoreError
 from pipeline.core.genes import GeneIndex
-from pipeline.core.atomic import clean_stale, discard, publish_dir, staging_dir
 
 FORMAT = "yeast-pipeline.dataset"
 FORMAT_VERSION = 1
@@ -76,9 +75,6 @@ class DatasetStore:
             lf = lf.filter(pl.col(f"split_{split_name}") == code)
         return lf.collect()
 
-    @property
-    def n_row_groups(self) -> int:
-        return pq.ParquetFile(self.path / "samples.parquet").num_row_groups
 
 
 def open_dataset(path: str | Path) -> DatasetStore:

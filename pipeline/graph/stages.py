@@ -9,8 +9,8 @@ Stages: ``plan_build`` (resolve selectors to files, hash inputs, decide whether
 the store is up to date) -> ``load_genes`` -> [``read_source`` per source,
 ``compute_gene_features``, ``open_staging`` (a temporary store with the gene
 index)] -> [``store_gene_features``, ``store_edge_type`` per edge type (CSR,
-incidence, arrays)] -> ``publish_graph`` (manifest, atomic rename). Independent stages (the sources, the features, the edge types) may run in
-parallel (threads in the CLI, Prefect task futures in the flow).
+incidence, arrays)] -> ``publish_graph`` (manifest, atomic rename). Independent stages (the
+sources, the features, the edge types) may run in parallel (threads in the CLI, Prefect task futures in the flow).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from typing import Any
 import polars as pl
 import zarr
 
-from pipeline.core.version import __version__
 from pipeline.core.atomic import clean_stale, discard, publish_dir, staging_dir
 from pipeline.core.buildkey import build_key, is_current
 from pipeline.core.edges import EdgeTable
@@ -34,11 +33,19 @@ from pipeline.core.genes import GeneIndex, read_gene_list, read_gene_table_tsv
 from pipeline.core.inputs import InputFile, code_version, describe_input
 from pipeline.core.paths import SAMPLE_DIR, Workspace
 from pipeline.core.runner import LocalRunner, Runner, each
+from pipeline.core.version import __version__
 from pipeline.graph.config import GraphConfig
 from pipeline.graph.csr import build_csr
 from pipeline.graph.sources import SOURCES, find_raw, resolve
-from pipeline.graph.store import (FORMAT_VERSION, GeneFeatures, open_graph, write_edge_type, write_features,
-                                  write_genes, write_manifest)
+from pipeline.graph.store import (
+    FORMAT_VERSION,
+    GeneFeatures,
+    open_graph,
+    write_edge_type,
+    write_features,
+    write_genes,
+    write_manifest,
+)
 
 log = logging.getLogger("pipeline.build")
 
@@ -300,7 +307,7 @@ def publish_graph(plan: BuildPlan, staging: Path, genes: GeneIndex, edge_meta: d
     manifest = {
         "build": plan.store.parent.name,
         "build_key": plan.build_key,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "code_version": code_version(),
         "parameters": plan.parameters,
         "inputs": [asdict(v) for v in _all_inputs(plan)],
@@ -327,7 +334,8 @@ def summarize(store: Path) -> str:
         rows.append((name, "yes" if a["directed"] else "no", f"{a['pairs']:,}", f"{a['nnz']:,}",
                      f"{st.get('rows_read', st.get('rows_in', 0)):,}", f"{dropped:,}", f"{merged:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    def fmt(r: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     lines = [f"{store}  genes: {m['genes']['n']:,}  edge types: {len(g.edge_types)}"
              + ("  (SYNTHETIC inputs)" if m.get("synthetic_inputs") else ""), fmt(rows[0]),
              "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows[1:]]

@@ -35,11 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.version import __version__
 from pipeline.core.atomic import publish_dir
 from pipeline.core.buildkey import build_key, is_current
 from pipeline.core.errors import StoreError
 from pipeline.core.ragged import indptr_from_lengths, segment_sum
+from pipeline.core.version import __version__
 from pipeline.dataset.store import open_dataset
 from pipeline.graph.store import open_graph
 from pipeline.precompute.cluster import dask_client, gather

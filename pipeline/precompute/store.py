@@ -88,10 +88,6 @@ def khop_path(mode: str, k: int) -> str:
     return f"{KHOP}/{mode}/k{k}"
 
 
-def khop_genes_path(mode: str, k: int) -> str:
-    return f"{KHOP_GENES}/{mode}/k{k}"
-
-
 def adjacency_path(edge_type: str) -> str:
     return f"{ADJACENCY}/{edge_type}"
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pipeline.core.version import __version__
 from pipeline.core.errors import PipelineError
+from pipeline.core.version import __version__
 
 log = logging.getLogger(__name__)
 

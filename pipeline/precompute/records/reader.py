@@ -15,6 +15,7 @@ import os
 import threading
 import weakref
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,7 @@ def _overlaps(chunks: dict[int, dict[str, Any]]) -> list[str]:
     """A problem per pair of chunks, adjacent in id order, whose id ranges overlap."""
     spans = sorted((mk["first"], mk["count"], c) for c, mk in chunks.items())
     return [f"chunk {c0} (ids {f0}..{f0 + n0 - 1}) overlaps chunk {c1}"
-            for (f0, n0, c0), (f1, _, c1) in zip(spans, spans[1:], strict=False) if n0 and f1 < f0 + n0]
+            for (f0, n0, c0), (f1, _, c1) in pairwise(spans) if n0 and f1 < f0 + n0]
 
 
 def _chunk_digest(txn: lmdb.Transaction, first: int, count: int) -> tuple[int, str]:

@@ -77,7 +77,7 @@ class _Feature:
         self.key, self.line, self.loc = key, line, loc
         self.quals: list[tuple[str, str]] = []
 
-    def close(self, qual: list | None) -> "_Feature":
+    def close(self, qual: list | None) -> _Feature:
         if qual is not None:
             self.quals.append((qual[0], qual[1]))
         return self
@@ -133,7 +133,7 @@ def _features(path: Path, lines: list[str]):
                     qual[1] += " " + body.strip()
                 else:  # a location wrapping onto the next line
                     feat.loc += body.strip()
-            elif line.startswith((" " * 21)) or not line.strip():
+            elif line.startswith(" " * 21) or not line.strip():
                 pass  # blank padding before the first feature
             else:  # ORIGIN / CONTIG / BASE COUNT / '//': the feature table ends
                 if feat is not None:

@@ -7,7 +7,8 @@ Mitochondrial genes (``chrmt``) are kept as chromosome ``Mito``.
 Format (GFF3): ``#`` lines are comments/directives, a ``##FASTA`` line ends the
 annotation (the genome sequence follows). Data lines have 9 tab-separated fields::
 
-    chrI  SGD  gene  1807  2169  .  -  .  ID=YAL068C;Name=YAL068C;gene=PAU8;Alias=PAU8,seripauperin%20PAU8;Ontology_term=GO:0005575,GO:0009277,SO:0000704;...
+    chrI  SGD  gene  1807  2169  .  -  .  ID=YAL068C;Name=YAL068C;gene=PAU8;\
+        Alias=PAU8,seripauperin%20PAU8;Ontology_term=GO:0005575,GO:0009277,SO:0000704;...
 
 Column 9 is read by :func:`parse_attributes` (also used by
 :func:`pipeline.sources.genome.sequences.read_gff3_cds`): values are URL-percent-encoded

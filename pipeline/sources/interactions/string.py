@@ -60,7 +60,8 @@ def _first_bad_line(data: bytes, path: Path) -> SourceFormatError:
             return SourceFormatError(path, i, f"{len(HEADER)} space-separated fields", raw.decode("utf-8", "replace"))
         for name, v in zip(HEADER[2:], f[2:]):
             if not v.isdigit():
-                return SourceFormatError(path, i, f"an integer score in [0, 1000] for {name}", v.decode("utf-8", "replace"))
+                return SourceFormatError(path, i, f"an integer score in [0, 1000] for {name}",
+                                         v.decode("utf-8", "replace"))
     return SourceFormatError(path, None, "a parseable STRING detailed links table")
 
 

@@ -45,8 +45,15 @@ import polars as pl
 
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.perturbations import VALUE_COLUMNS
-from pipeline.sources.phenotypes.tables import (NULL_VALUES, Located, OnUnknown, TableFormat, observations,
-                                         pick_header, scan_table)
+from pipeline.sources.phenotypes.tables import (
+    NULL_VALUES,
+    Located,
+    OnUnknown,
+    TableFormat,
+    observations,
+    pick_header,
+    scan_table,
+)
 
 _COLUMNS = {
     "query_id": ("Query strain ID",),

@@ -305,7 +305,8 @@ def observations(raw: pl.LazyFrame, fmt: TableFormat, where: Located, *, source_
     return out.select(list(OBSERVATION_SCHEMA)).cast(OBSERVATION_SCHEMA)  # type: ignore[arg-type]
 
 
-def check_strains(q: pl.DataFrame, a: pl.DataFrame, fmt: TableFormat, has_mt: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+def check_strains(q: pl.DataFrame, a: pl.DataFrame, fmt: TableFormat,
+                  has_mt: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse the distinct query strains ``q`` (query_id, query_allele[, mutant_type]) and array
     strains ``a`` (array_id, array_allele): adds ``q_``/``a_`` :data:`STRAIN_SCHEMA` columns,
     ``q_problem``/``a_problem`` saying why a strain cannot be used (null when it can)."""
