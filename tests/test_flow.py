@@ -189,7 +189,7 @@ def test_flow_command_takes_every_option(tmp_path: Path) -> None:
     from pipeline.dataset.store import open_dataset
 
     assert flow_main(["--graphs", "string12_fusion", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "o"),
-                      "--dataset", "kuzmin2018", "--on-unknown-allele", "error", "--split-seed", "3", "-q"]) == 0
+                      "--dataset", "kuzmin2018", "--on-unknown-allele", "error", "--split-seed", "3"]) == 0
     params = open_dataset(tmp_path / "o" / "string12" / "dataset").manifest["parameters"]
     assert params["on_unknown_allele"] == "error" and params["split_seed"] == 3
 
