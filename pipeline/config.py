@@ -44,6 +44,7 @@ class Where:
     out: Path = option(Path("data/processed"), help="folder of built stores (default: data/processed)")
     name: str | None = option(None, help="build name: the stores go to OUT/NAME/ (default: the sources)")
     force: bool = option(False, help="rebuild even if the store is up to date")
+    wait: bool = option(False, help="if another build of a store is running, wait for it (default: fail at once)")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "raw", Path(self.raw))
@@ -87,7 +88,7 @@ class BuildConfig:
 
     @property
     def workspace(self) -> Workspace:
-        return Workspace(self.where.raw, self.where.out / self.build_name, self.where.force)
+        return Workspace(self.where.raw, self.where.out / self.build_name, self.where.force, self.where.wait)
 
     @property
     def build_name(self) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.config import BuildConfig
+from pipeline.core.lock import store_lock
 from pipeline.core.runner import LocalRunner, Runner
 from pipeline.dataset.stages import build_dataset, plan_dataset
 from pipeline.graph.stages import run_graph_build
@@ -36,23 +37,29 @@ class BuildResult:
 
 
 def run_build(cfg: BuildConfig, run: Runner | None = None) -> BuildResult:
-    """Run the configured stages in order; each skips itself when its store is current."""
+    """Run the configured stages in order; each skips itself when its store is current.
+
+    Each stage holds its store's lock (:func:`pipeline.core.lock.store_lock`) from its plan
+    to its publish: a second build of the same store fails at once, or waits with ``--wait``
+    (and then usually finds the store up to date)."""
     run = run or LocalRunner()
     ws = cfg.workspace
     graph, graph_built = run_graph_build(cfg.graph, ws, run)
     if cfg.dataset is None:
         return BuildResult(graph, graph_built)
-    dplan = run(plan_dataset, cfg.dataset, ws)
-    if dplan.up_to_date:
-        log.info("%s is up to date (build key %s): nothing to do", dplan.store, dplan.key[:12])
-        dataset, dataset_built = dplan.store, False
-    else:
-        dataset, dataset_built = run(build_dataset, dplan), True
+    with store_lock(ws.dataset_store, wait=ws.wait):
+        dplan = run(plan_dataset, cfg.dataset, ws)
+        if dplan.up_to_date:
+            log.info("%s is up to date (build key %s): nothing to do", dplan.store, dplan.key[:12])
+            dataset, dataset_built = dplan.store, False
+        else:
+            dataset, dataset_built = run(build_dataset, dplan), True
     done = BuildResult(graph, graph_built, dataset, dataset_built)
     if cfg.precompute is None:
         return done
-    pplan = run(plan_precompute, cfg.precompute, graph, dataset, ws.force)
-    if pplan.up_to_date:
-        log.info("%s is up to date (build key %s): nothing to do", pplan.store, pplan.key[:12])
-        return replace(done, precomputed=pplan.store)
-    return replace(done, precomputed=run_precompute(pplan, run), precomputed_built=True)
+    with store_lock(ws.precomputed_store, wait=ws.wait):  # also covers records.lmdb, published with it
+        pplan = run(plan_precompute, cfg.precompute, graph, dataset, ws.force)
+        if pplan.up_to_date:
+            log.info("%s is up to date (build key %s): nothing to do", pplan.store, pplan.key[:12])
+            return replace(done, precomputed=pplan.store)
+        return replace(done, precomputed=run_precompute(pplan, run), precomputed_built=True)

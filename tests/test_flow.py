@@ -148,7 +148,7 @@ NON_DEFAULT = {
     "graphs": ["--graphs", "physical"], "genes": ["--genes", "g.txt"], "sequences": ["--sequences", "s.fa"],
     "added_genes": ["--added-genes", "a.tsv"], "embeddings": ["--embeddings", "esm=e.tsv"],
     "download": ["--download"], "go_max_term_size": ["--go-max-term-size", "301"], "raw": ["--raw", "r"],
-    "out": ["--out", "o"], "name": ["--name", "n"], "force": ["--force"],
+    "out": ["--out", "o"], "name": ["--name", "n"], "force": ["--force"], "wait": ["--wait"],
     "datasets": ["--dataset", "kuzmin2020"], "replicates": ["--replicates", "first"],
     "on_unknown_allele": ["--on-unknown-allele", "error"], "split_seed": ["--split-seed", "7"],
     "split_fractions": ["--split-fractions", "0.7", "0.2", "0.1"], "artifacts": ["--precompute", "masks"],

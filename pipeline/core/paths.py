@@ -14,13 +14,24 @@ class Workspace:
     """Where one build reads its inputs and writes its stores.
 
     ``root`` is ``OUT/NAME``: ``graph.zarr``, ``dataset/``, ``precomputed.zarr`` and
-    ``records.lmdb`` live there. ``force`` rebuilds stores that are up to date.
+    ``records.lmdb`` live there. ``force`` rebuilds stores that are up to date; ``wait``
+    waits for another build of a store to finish instead of failing
+    (:func:`pipeline.core.lock.store_lock`).
     """
 
     raw: Path
     root: Path
     force: bool = False
+    wait: bool = False
 
     @property
     def graph_store(self) -> Path:
         return self.root / "graph.zarr"
+
+    @property
+    def dataset_store(self) -> Path:
+        return self.root / "dataset"
+
+    @property
+    def precomputed_store(self) -> Path:
+        return self.root / "precomputed.zarr"

@@ -74,7 +74,7 @@ def plan_dataset(cfg: DatasetConfig, ws: Workspace) -> DatasetPlan:
               "split_fractions": list(cfg.split_fractions), "format_version": FORMAT_VERSION}
     key = build_key({"params": params, "genes": graph_fp, "version": __version__,
                      "inputs": {k: [f.sha256 for f in v] for k, v in inputs.items()}})
-    store = ws.root / "dataset"
+    store = ws.dataset_store
     current = is_current(store, key, lambda p: open_dataset(p).manifest, ws.force)
     return DatasetPlan(names, graph_store, store, inputs, params, key, current)
 

@@ -25,12 +25,13 @@ from typing import Any
 import polars as pl
 import zarr
 
-from pipeline.core.atomic import clean_stale, discard, publish_dir, staging_dir
+from pipeline.core.atomic import clean_stale, discard, discard_own, publish_dir, staging_dir
 from pipeline.core.buildkey import build_key, is_current
 from pipeline.core.edges import EdgeTable
 from pipeline.core.errors import SourceFormatError, SourceMissingError
 from pipeline.core.genes import GeneIndex, read_gene_list, read_gene_table_tsv
 from pipeline.core.inputs import InputFile, code_version, describe_input
+from pipeline.core.lock import store_lock
 from pipeline.core.paths import SAMPLE_DIR, Workspace
 from pipeline.core.runner import LocalRunner, Runner, each
 from pipeline.core.version import __version__
@@ -268,7 +269,10 @@ def read_source(plan: BuildPlan, name: str, genes: GeneIndex) -> dict[str, EdgeT
 
 
 def open_staging(plan: BuildPlan, genes: GeneIndex) -> Path:
-    """A temporary store beside the final one, holding the gene index; features and edge types go in next."""
+    """A temporary store beside the final one, holding the gene index; features and edge types go in next.
+
+    Debris of interrupted builds goes first; a staging store that a live build holds is left alone
+    (:func:`pipeline.core.atomic.clean_stale`)."""
     stale = clean_stale(plan.store)
     if stale:
         log.info("removed %d temporary store(s) left by an interrupted build", stale)
@@ -347,8 +351,17 @@ def summarize(store: Path) -> str:
 # --- the graph stage's own sequence ------------------------------------------------------
 
 def run_graph_build(cfg: GraphConfig, ws: Workspace, run: Runner | None = None) -> tuple[Path, bool]:
-    """Run every stage of a graph build; returns (store path, whether anything was built)."""
+    """Run every stage of a graph build; returns (store path, whether anything was built).
+
+    The store's lock (:func:`pipeline.core.lock.store_lock`) is held from the plan to the publish:
+    a second build of the same store fails at once (or waits, with ``ws.wait``, and then
+    finds the store up to date)."""
     run = run or LocalRunner()
+    with store_lock(ws.graph_store, wait=ws.wait):
+        return _graph_build_locked(cfg, ws, run)
+
+
+def _graph_build_locked(cfg: GraphConfig, ws: Workspace, run: Runner) -> tuple[Path, bool]:
     plan = run(plan_build, cfg, ws)
     if plan.up_to_date:
         log.info("%s is up to date (same inputs and parameters, build key %s): nothing to do",
@@ -360,7 +373,7 @@ def run_graph_build(cfg: GraphConfig, ws: Workspace, run: Runner | None = None) 
         staging, features, *reads = each(run, [(open_staging, (plan, genes)), (compute_gene_features, (plan, genes)),
                                                *((read_source, (plan, name, genes)) for name in plan.sources)])
     except BaseException:
-        clean_stale(plan.store)  # the staging store may exist already
+        discard_own(plan.store)  # the staging store may exist already
         raise
     tables: dict[str, EdgeTable] = {k: v for read in reads for k, v in read.items()}
     try:
