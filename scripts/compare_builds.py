@@ -83,7 +83,8 @@ def _lmdb(a: Path, b: Path, roots: tuple[str, ...], out: list[str]) -> None:
 def compare(a: Path, b: Path) -> list[str]:
     roots = tuple(sorted((str(a), str(b)), key=len, reverse=True))  # the longer first: one may prefix the other
     out: list[str] = []
-    names = sorted({p.name for p in a.iterdir()} | {p.name for p in b.iterdir()})
+    # dot files are a build's locks and debris, not stores
+    names = sorted({p.name for p in (*a.iterdir(), *b.iterdir()) if not p.name.startswith(".")})
     for name in names:
         x, y = a / name, b / name
         if not (x.exists() and y.exists()):
