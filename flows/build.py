@@ -30,8 +30,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging.handlers import APILogHandler
 from prefect.settings import PREFECT_LOGGING_LEVEL
 
-from pipeline.build import parser, summaries
-from pipeline.config import BuildConfig
+from pipeline.build import error_line, parser, summaries
+from pipeline.config import BuildConfig, Where
 from pipeline.core.errors import PipelineError
 from pipeline.sequence import run_build
 
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("pipeline").setLevel(logging.WARNING)
     try:
         store = build_graph(**BuildConfig.from_args(args).to_params())
-    except (PipelineError, ValueError, FileNotFoundError) as e:  # the flow run logged the traceback
-        print(f"error: {e}", file=sys.stderr)
+    except (PipelineError, ValueError, OSError) as e:  # the flow run logged the traceback
+        print(error_line(e, args.out or Where().out), file=sys.stderr)
         return 2
     print(store)
     return 0

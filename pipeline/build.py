@@ -9,11 +9,12 @@ Prefect flow, with the same options.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import time
 
-from pipeline.config import BuildConfig
+from pipeline.config import BuildConfig, Where
 from pipeline.core.errors import PipelineError
 from pipeline.dataset.stages import summarize_dataset
 from pipeline.graph.sources import SOURCES
@@ -50,14 +51,31 @@ def summaries(res: BuildResult) -> list[str]:
     return out
 
 
+def error_line(e: BaseException, out: object) -> str:
+    """The one ``error:`` line for a failed build. An OSError names its path (``out``, the
+    output folder, when the OS named none, as for a full disk on write).
+
+    >>> error_line(OSError(errno.ENOSPC, "No space left on device"), "data/processed")
+    'error: data/processed: no space left on device; free space and rerun (the build resumes)'
+    >>> error_line(PermissionError(errno.EACCES, "Permission denied", "o/graph.zarr"), "o")
+    'error: o/graph.zarr: Permission denied'
+    """
+    if isinstance(e, OSError) and not isinstance(e, PipelineError) and e.errno is not None:
+        path = e.filename if e.filename is not None else out
+        if e.errno == errno.ENOSPC:
+            return f"error: {path}: no space left on device; free space and rerun (the build resumes)"
+        return f"error: {path}: {e.strerror}"
+    return f"error: {e}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.quiet)
     t0 = time.perf_counter()
     try:
         res = run_build(BuildConfig.from_args(args))
-    except (PipelineError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (PipelineError, ValueError, OSError) as e:  # OSError: a read-only or full disk, --out a file
+        print(error_line(e, args.out or Where().out), file=sys.stderr)
         return 2
     print("\n".join(summaries(res)))
     print(f"done in {time.perf_counter() - t0:.1f}s")

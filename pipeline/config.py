@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core import options
+from pipeline.core.errors import check_plain_name
 from pipeline.core.options import option
 from pipeline.core.paths import Workspace
 from pipeline.dataset.config import DatasetConfig
@@ -35,20 +36,32 @@ from pipeline.graph.config import GraphConfig
 from pipeline.graph.sources import resolve
 from pipeline.precompute.config import PrecomputeConfig
 
+#: Where raw inputs are read from when ``--raw`` is not given (relative to the working directory).
+DEFAULT_RAW = Path("data/raw")
 
 @dataclass(frozen=True)
 class Where:
     """Where a build reads and writes, and whether it rebuilds what is current."""
 
-    raw: Path = option(Path("data/raw"), help="folder of raw inputs (default: data/raw)")
+    raw: Path | None = option(None, help="folder of raw inputs; given, every input the build reads must be there "
+                                         "(default: data/raw, where a missing input falls back to the bundled "
+                                         "SYNTHETIC sample)")
     out: Path = option(Path("data/processed"), help="folder of built stores (default: data/processed)")
     name: str | None = option(None, help="build name: the stores go to OUT/NAME/ (default: the sources)")
     force: bool = option(False, help="rebuild even if the store is up to date")
     wait: bool = option(False, help="if another build of a store is running, wait for it (default: fail at once)")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "raw", Path(self.raw))
+        if self.raw is not None:
+            object.__setattr__(self, "raw", Path(self.raw))
         object.__setattr__(self, "out", Path(self.out))
+        if self.name is not None:  # OUT/NAME must stay inside OUT
+            check_plain_name("--name", self.name)
+
+    @property
+    def raw_dir(self) -> Path:
+        """The folder inputs are read from: ``raw``, or ``data/raw`` when none was given."""
+        return DEFAULT_RAW if self.raw is None else self.raw
 
 
 # (section, config class, the field whose value switches the stage on in the flat form)
@@ -88,7 +101,8 @@ class BuildConfig:
 
     @property
     def workspace(self) -> Workspace:
-        return Workspace(self.where.raw, self.where.out / self.build_name, self.where.force, self.where.wait)
+        return Workspace(self.where.raw_dir, self.where.out / self.build_name, self.where.force, self.where.wait,
+                         samples=self.where.raw is None)
 
     @property
     def build_name(self) -> str:

@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from pipeline.core.genes import GeneIndex, conform
 from pipeline.graph.csr import CSR
 from pipeline.sources.interactions.string import HEADER
 
 GENE_IDS = ["YAL001C", "YAL002W", "YAL003W", "YBR001C", "YCR002C", "Q0010"]
+
+
+@contextmanager
+def default_layout(folder: Path) -> Iterator[Path]:
+    """Build in the default layout (no ``--raw``): ``folder`` is the working directory, so the
+    raw folder is ``folder/data/raw`` (yielded; absent until a test writes there) and every input
+    missing there comes from its bundled sample. An explicit ``--raw`` never falls back."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        yield folder / "data" / "raw"
 
 
 def gene_index(ids=GENE_IDS) -> GeneIndex:

@@ -6,11 +6,12 @@ import pytest
 
 from pipeline.build import main
 from pipeline.graph.store import open_graph
-from tests.helpers import write_string
+from tests.helpers import default_layout, write_string
 
 
 def test_default_build_stores_sequence_features(tmp_path):
-    assert main(["--graphs", "string12_fusion", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path), "-q"]) == 0
+    with default_layout(tmp_path):
+        assert main(["--graphs", "string12_fusion", "--out", str(tmp_path), "-q"]) == 0
     g = open_graph(tmp_path / "string12" / "graph.zarr")
     x, names = g.features()
     assert x.shape == (g.n_genes, len(names)) and x.dtype == np.float32

@@ -11,14 +11,16 @@ import polars as pl
 from pipeline.build import main
 from pipeline.dataset.store import open_dataset
 from pipeline.graph.store import open_graph
+from tests.helpers import default_layout
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_default_build_with_datasets(tmp_path, capsys):
     argv = ["--graphs", "string12_fusion", "--dataset", "kuzmin2018", "--dataset", "costanzo2016",
-            "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out"), "-q"]
-    assert main(argv) == 0
+            "--out", str(tmp_path / "out"), "-q"]
+    with default_layout(tmp_path):
+        assert main(argv) == 0
     out = capsys.readouterr().out
     assert "samples:" in out and "split_gene_holdout" in out
     ds = open_dataset(tmp_path / "out" / "string12" / "dataset")
@@ -42,16 +44,18 @@ def test_default_build_with_datasets(tmp_path, capsys):
     assert not (df.filter(pl.col("n_perturbed") == 3)["gene_idx"].list.contains(ho)).any()
     assert m["counts"]["merged_replicate_rows"] == m["counts"]["rows_kept"] - df.height
     # a second run is a no-op
-    assert main(argv) == 0
+    with default_layout(tmp_path):
+        assert main(argv) == 0
     assert "up to date" in capsys.readouterr().out
 
 
 def test_changed_seed_rebuilds_with_other_splits(tmp_path):
-    base = ["--graphs", "string12_fusion", "--dataset", "kuzmin2018", "--raw", str(tmp_path / "raw"),
-            "--out", str(tmp_path / "out"), "-q"]
-    assert main(base) == 0
+    base = ["--graphs", "string12_fusion", "--dataset", "kuzmin2018", "--out", str(tmp_path / "out"), "-q"]
+    with default_layout(tmp_path):
+        assert main(base) == 0
     a = open_dataset(tmp_path / "out" / "string12" / "dataset").read()
-    assert main(base + ["--split-seed", "5"]) == 0
+    with default_layout(tmp_path):
+        assert main(base + ["--split-seed", "5"]) == 0
     b = open_dataset(tmp_path / "out" / "string12" / "dataset").read()
     assert a["sample_id"].equals(b["sample_id"]) and a["gene_idx"].equals(b["gene_idx"])
     assert not a["split_random"].equals(b["split_random"])
@@ -86,7 +90,7 @@ def test_non_numeric_score_fails_the_build_naming_file_line_and_column(tmp_path,
     one still stops it with the reader's message: file, line and column."""
     from pipeline.core.paths import SAMPLE_DIR
 
-    raw = tmp_path / "raw" / "costanzo2016"
+    raw = tmp_path / "data" / "raw" / "costanzo2016"  # the default layout: the STRING file is the sample
     raw.mkdir(parents=True)
     for p in sorted((SAMPLE_DIR / "costanzo2016").glob("SGA_*.sample.txt")):
         lines = p.read_text().splitlines(keepends=True)
@@ -96,9 +100,9 @@ def test_non_numeric_score_fails_the_build_naming_file_line_and_column(tmp_path,
             cells[5] = "0.0x7"  # the 3rd data row's interaction score
             lines[3] = "\t".join(cells) + "\n"
         (raw / name).write_text("".join(lines))
-    argv = ["--graphs", "string12_fusion", "--dataset", "costanzo2016", "--raw", str(tmp_path / "raw"),
-            "--out", str(tmp_path / "out"), "-q"]
-    assert main(argv) != 0
+    argv = ["--graphs", "string12_fusion", "--dataset", "costanzo2016", "--out", str(tmp_path / "out"), "-q"]
+    with default_layout(tmp_path):
+        assert main(argv) != 0
     err = capsys.readouterr().err
     assert "SGA_NxN.txt" in err and "line 4" in err and "0.0x7" in err and "Genetic interaction score" in err
     assert not (tmp_path / "out" / "string12" / "dataset").exists()
@@ -113,8 +117,9 @@ def test_rows_naming_genes_outside_the_index_are_counted_and_dropped(tmp_path):
              if ln.split("\t", 1)[0] not in gone]
     (tmp_path / "genes.tsv").write_text("".join(genes))
     argv = ["--graphs", "string12_fusion", "--dataset", "costanzo2016", "--genes", str(tmp_path / "genes.tsv"),
-            "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "out"), "-q"]
-    assert main(argv) == 0
+            "--out", str(tmp_path / "out"), "-q"]
+    with default_layout(tmp_path):
+        assert main(argv) == 0
     ds = open_dataset(next((tmp_path / "out").glob("*/dataset")))
     want = 0
     for p in sorted((SAMPLE_DIR / "costanzo2016").glob("SGA_*.sample.txt")):

@@ -88,7 +88,8 @@ def leftovers(folder: Path) -> list[str]:
 
 def test_fetch_streams_the_bytes_into_place(server: Server, tmp_path: Path) -> None:
     dest = tmp_path / "new" / "data.bin"  # the folder is created
-    assert fetch(f"{server.url}/data.bin", dest, timeout=5) == dest
+    got = fetch(f"{server.url}/data.bin", dest, timeout=5)
+    assert got.path == dest and got.sha256 == PAYLOAD_SHA and got.bytes == len(PAYLOAD)
     assert dest.read_bytes() == PAYLOAD
     assert leftovers(dest.parent) == []
 
@@ -180,3 +181,86 @@ def test_cli_download_fetches_the_missing_source_and_builds(server: Server, tmp_
     # the next build finds the file in raw/ and nothing has changed
     server.routes.clear()
     assert main(argv) == 0
+
+
+# --- https only, the digest lock ---------------------------------------------------------------
+
+def test_plain_http_is_refused_before_any_connection(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match="not an https URL: refusing to download it") as ei:
+        fetch("http://example.org/x.txt.gz", tmp_path / "x.txt.gz", timeout=1)
+    assert str(tmp_path / "x.txt.gz") in str(ei.value) and os.listdir(tmp_path) == []
+
+
+def test_the_plain_http_source_is_refused_with_where_to_put_it(tmp_path: Path, capsys, tiny_string) -> None:
+    assert registry.SOURCES["string9_1"].url.startswith("http://")  # no https mirror of STRING 9.1 is known
+    raw = tmp_path / "raw"
+    assert main(["--graphs", "string9_1", "--raw", str(raw), "--out", str(tmp_path / "out"),
+                 "--genes", str(tiny_string.genes), "--download", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not an https URL" in err[0]
+    assert str(raw / "string" / "4932.protein.links.detailed.v9.1.txt.gz") in err[0]
+
+
+def _unpinned(monkeypatch: pytest.MonkeyPatch, server: Server, tiny_string) -> str:
+    url = f"{server.url}/download/{tiny_string.file_name}"
+    server.routes[f"/download/{tiny_string.file_name}"] = tiny_string.data
+    monkeypatch.setitem(registry.SOURCES, "string12", replace(registry.SOURCES["string12"], url=url, sha256=None))
+    return url
+
+
+def test_the_first_download_is_locked_and_a_changed_file_is_refused(server: Server, tmp_path: Path, capsys,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    tiny_string) -> None:
+    import gzip
+    import json
+
+    url = _unpinned(monkeypatch, server, tiny_string)
+    raw = tmp_path / "raw"
+    argv = ["--graphs", "string12", "--raw", str(raw), "--out", str(tmp_path / "out"),
+            "--genes", str(tiny_string.genes), "-q"]
+    assert main(argv + ["--download"]) == 0
+    digest = hashlib.sha256(tiny_string.data).hexdigest()
+    lock = json.loads((raw / ".digests.json").read_text())["files"]
+    key = f"string/{tiny_string.file_name}"
+    assert lock[key]["sha256"] == digest and lock[key]["bytes"] == len(tiny_string.data) and lock[key]["url"] == url
+
+    # a file dropped in by hand over it: checked against the lock, both digests named
+    saved = raw / "string" / tiny_string.file_name
+    other = gzip.compress(gzip.decompress(tiny_string.data) + b"4932.YAL001C 4932.YBR010W 0 0 0 0 0 0 0 9\n",
+                          mtime=0)
+    saved.write_bytes(other)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and digest in err[0] and hashlib.sha256(other).hexdigest() in err[0], err
+    assert str(saved) in err[0] and ".digests.json" in err[0]
+
+    # a later download is checked against the lock too: the server now sends other bytes
+    saved.unlink()
+    server.routes[f"/download/{tiny_string.file_name}"] = other
+    assert main(argv + ["--download"]) == 2
+    err = capsys.readouterr().err
+    assert "sha256 mismatch" in err and digest in err and not saved.exists()
+
+
+def test_inputs_record_whether_they_are_the_published_release(server: Server, tmp_path: Path, caplog,
+                                                             monkeypatch: pytest.MonkeyPatch, tiny_string) -> None:
+    _unpinned(monkeypatch, server, tiny_string)
+    pinned = hashlib.sha256(tiny_string.data).hexdigest()
+    monkeypatch.setitem(registry.SOURCES, "string12", replace(registry.SOURCES["string12"], sha256=pinned))
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    argv = ["--graphs", "string12", "--raw", str(raw), "--out", str(out), "--genes", str(tiny_string.genes), "-q"]
+    assert main(argv + ["--download"]) == 0
+    (inp,) = [i for i in open_graph(out / "string12" / "graph.zarr").manifest["inputs"] if i["role"] == "string12"]
+    assert inp["release"] == "verified"
+
+    # an edited copy (no lock entry: put there by hand) is built from, with a WARNING naming the file
+    (raw / ".digests.json").unlink()
+    import gzip
+    saved = raw / "string" / tiny_string.file_name
+    saved.write_bytes(gzip.compress(gzip.decompress(tiny_string.data), mtime=1))  # same rows, other bytes
+    with caplog.at_level(logging.WARNING, logger="pipeline"):
+        assert main(argv) == 0
+    (inp,) = [i for i in open_graph(out / "string12" / "graph.zarr").manifest["inputs"] if i["role"] == "string12"]
+    assert inp["release"] == "local variant"
+    assert any(str(saved) in r.getMessage() and "local variant" in r.getMessage() for r in caplog.records)

@@ -26,6 +26,7 @@ from flows.build import build_graph
 from pipeline.build import main
 from pipeline.core.paths import REPO_ROOT
 from pipeline.graph.store import open_graph
+from tests.helpers import default_layout
 
 pytestmark = pytest.mark.timeout(120)
 harness = pytest.mark.usefixtures("prefect_harness")
@@ -109,13 +110,15 @@ def test_flow_runs_the_dataset_stage_like_the_cli(tmp_path: Path) -> None:
     """The flow's dataset stage is the CLI's: same samples and splits from the bundled samples."""
     from pipeline.dataset.store import open_dataset
 
-    kw = {"graphs": ["string12_fusion"], "raw": str(tmp_path / "raw"), "datasets": ["kuzmin2018"]}
-    state = build_graph(out=str(tmp_path / "flow"), return_state=True, **kw)
+    kw = {"graphs": ["string12_fusion"], "datasets": ["kuzmin2018"]}
+    with default_layout(tmp_path):
+        state = build_graph(out=str(tmp_path / "flow"), return_state=True, **kw)
     assert state.is_completed()
     runs = _task_runs(state.state_details.flow_run_id)
     assert {"plan_dataset", "build_dataset"} <= {r.name.rsplit("-", 1)[0] for r in runs}
-    assert main(["--graphs", "string12_fusion", "--raw", kw["raw"], "--out", str(tmp_path / "cli"),
-                 "--dataset", "kuzmin2018", "-q"]) == 0
+    with default_layout(tmp_path):
+        assert main(["--graphs", "string12_fusion", "--out", str(tmp_path / "cli"), "--dataset", "kuzmin2018",
+                     "-q"]) == 0
     a = open_dataset(tmp_path / "flow" / "string12" / "dataset").read()
     b = open_dataset(tmp_path / "cli" / "string12" / "dataset").read()
     assert a.height > 0
@@ -129,15 +132,17 @@ def test_flow_runs_the_precompute_stage_like_the_cli(tmp_path: Path) -> None:
 
     pre = {"artifacts": ["masks", "khop", "adjacency-rows"], "khop": [1, 2], "chunk_samples": 512,
            "adjacency_steps": 4, "adjacency_rows": 8, "adjacency_negatives": 4, "dask_processes": False}
-    kw = {"graphs": ["string12_fusion"], "raw": str(tmp_path / "raw"), "datasets": ["kuzmin2018"]}
-    state = build_graph(out=str(tmp_path / "flow"), return_state=True, **pre, **kw)
+    kw = {"graphs": ["string12_fusion"], "datasets": ["kuzmin2018"]}
+    with default_layout(tmp_path):
+        state = build_graph(out=str(tmp_path / "flow"), return_state=True, **pre, **kw)
     assert state.is_completed()
     names = {r.name.rsplit("-", 1)[0] for r in _task_runs(state.state_details.flow_run_id)}
     assert {"plan_precompute", "prepare_precompute", "run_precompute_tasks", "publish_precompute"} <= names
-    assert main(["--graphs", "string12_fusion", "--raw", kw["raw"], "--out", str(tmp_path / "cli"),
-                 "--dataset", "kuzmin2018", "--precompute", "masks,khop,adjacency-rows", "--khop", "1,2",
-                 "--chunk-samples", "512", "--adjacency-steps", "4", "--adjacency-rows", "8",
-                 "--adjacency-negatives", "4", "--workers", "1", "-q"]) == 0
+    with default_layout(tmp_path):
+        assert main(["--graphs", "string12_fusion", "--out", str(tmp_path / "cli"),
+                     "--dataset", "kuzmin2018", "--precompute", "masks,khop,adjacency-rows", "--khop", "1,2",
+                     "--chunk-samples", "512", "--adjacency-steps", "4", "--adjacency-rows", "8",
+                     "--adjacency-negatives", "4", "--workers", "1", "-q"]) == 0
     a = open_precomputed(tmp_path / "flow" / "string12" / "precomputed.zarr").manifest
     b = open_precomputed(tmp_path / "cli" / "string12" / "precomputed.zarr").manifest
     assert a["build_key"] == b["build_key"] and a["chunks"] == b["chunks"] and a["adjacency"] == b["adjacency"]
@@ -150,7 +155,8 @@ NON_DEFAULT = {
     "download": ["--download"], "go_max_term_size": ["--go-max-term-size", "301"], "raw": ["--raw", "r"],
     "out": ["--out", "o"], "name": ["--name", "n"], "force": ["--force"], "wait": ["--wait"],
     "datasets": ["--dataset", "kuzmin2020"], "replicates": ["--replicates", "first"],
-    "on_unknown_allele": ["--on-unknown-allele", "error"], "split_seed": ["--split-seed", "7"],
+    "on_unknown_allele": ["--on-unknown-allele", "error"], "on_bad_value": ["--on-bad-value", "drop"],
+    "split_seed": ["--split-seed", "7"],
     "split_fractions": ["--split-fractions", "0.7", "0.2", "0.1"], "artifacts": ["--precompute", "masks"],
     "khop": ["--khop", "2"], "khop_modes": ["--khop-mode", "union"], "mask_types": ["--mask-types", "deletion"],
     "dense_edge_masks": ["--dense-edge-masks"], "lmdb": ["--lmdb"], "chunk_samples": ["--chunk-samples", "128"],
@@ -188,8 +194,9 @@ def test_flow_command_takes_every_option(tmp_path: Path) -> None:
     from flows.build import main as flow_main
     from pipeline.dataset.store import open_dataset
 
-    assert flow_main(["--graphs", "string12_fusion", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "o"),
-                      "--dataset", "kuzmin2018", "--on-unknown-allele", "error", "--split-seed", "3"]) == 0
+    with default_layout(tmp_path):
+        assert flow_main(["--graphs", "string12_fusion", "--out", str(tmp_path / "o"), "--dataset", "kuzmin2018",
+                          "--on-unknown-allele", "error", "--split-seed", "3"]) == 0
     params = open_dataset(tmp_path / "o" / "string12" / "dataset").manifest["parameters"]
     assert params["on_unknown_allele"] == "error" and params["split_seed"] == 3
 

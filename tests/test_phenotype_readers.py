@@ -177,7 +177,7 @@ def test_kuzmin2018_excerpt_exact(tmp_path):
     assert df["genes"].to_list() == [["YAL015C", "YBL007C"], ["YBR001C", "YBR160W"], ["YAL048C", "YAR002W"],
                                      ["YBR001C", "YBR160W", "YML107C"], ["YAL048C", "YAR002W", "YBR160W"]]
     assert df["types"].to_list() == [[D, D], [TS, TS], [D, D], [TS, TS, D], [D, D, TS]]
-    assert stats == {"rows_read": 5, "skipped_unparsed": 0, "markers_removed": 3, "rows": 5}
+    assert stats == {"rows_read": 5, "dropped_bad_value": 0, "skipped_unparsed": 0, "markers_removed": 3, "rows": 5}
     r = df.row(0, named=True)
     assert (r["interaction"], r["interaction_p"], r["smf_query"], r["fitness_std"]) == (0.007534, 0.45, None, 0.0465)
     assert df["fitness_std"][4] is None and df["source"].unique().to_list() == ["kuzmin2018"]
@@ -231,6 +231,16 @@ def test_kuzmin2020_xlsx_title_row_and_screen(tmp_path):
     with pytest.raises(SourceFormatError, match="Double/triple mutant fitness") as e:
         read_kuzmin2020(write(tmp_path / "bad.xlsx", header, rows))
     assert e.value.line == 6 and e.value.got == "n/d"  # title, header, then data rows 1..4
+    # a bad value (a P-value above 1) names its sheet row, column and value; or is dropped and counted
+    rows = kuzmin_rows()
+    rows[1][7] = "1.5"
+    bad = write(tmp_path / "p.xlsx", header, rows)
+    with pytest.raises(SourceFormatError, match="a P-value in \\[0, 1\\].*'P-value'") as e:
+        read_kuzmin2020(bad)
+    assert e.value.line == 4 and e.value.got == "1.5"
+    stats = {}
+    assert read_kuzmin2020(bad, on_bad_value="drop", stats=stats).collect()["source_row"].to_list() == [1, 3, 4, 5]
+    assert stats["dropped_bad_value"] == 1 and stats["rows"] == 4
 
 
 # --- bad input -------------------------------------------------------------------------------------
@@ -285,7 +295,7 @@ def test_unknown_allele_suffix_error_or_counted_skip(tmp_path):
     stats: dict[str, int] = {}
     df = scan_costanzo2016(path, on_unknown="skip", stats=stats).collect()
     assert df["source_row"].to_list() == [1, 3, 5]
-    assert stats == {"rows_read": 5, "skipped_unparsed": 2, "markers_removed": 0, "rows": 3}
+    assert stats == {"rows_read": 5, "dropped_bad_value": 0, "skipped_unparsed": 2, "markers_removed": 0, "rows": 3}
     rs.pop(1)
     rs[0][0], rs[0][2] = "YAL001C_zz1", "YBL023C_zz2"  # bad on both sides: one row skipped, not two
     stats = {}

@@ -25,6 +25,7 @@ from pipeline.precompute.stages import PrecomputeConfig
 from pipeline.precompute.store import open_precomputed
 from pipeline.precompute.verify import verify
 from pipeline.sequence import run_build
+from tests.helpers import default_layout
 
 REPO = Path(__file__).resolve().parents[1]
 GRAPHS = ["string12", "regulatory", "tflink"]  # undirected and directed types
@@ -40,9 +41,10 @@ def _added(tmp: Path) -> Path:
 
 
 def _build(out: Path, tmp: Path, **over) -> object:
-    cfg = BuildConfig.create(graphs=GRAPHS, raw=tmp / "raw", out=out, datasets=["kuzmin2018", "costanzo2016"],
-                      added_genes=_added(tmp), precompute=PrecomputeConfig(**{**PRE, **over}))
-    return run_build(cfg)
+    cfg = BuildConfig.create(graphs=GRAPHS, out=out, datasets=["kuzmin2018", "costanzo2016"],
+                             added_genes=_added(tmp), precompute=PrecomputeConfig(**{**PRE, **over}))
+    with default_layout(tmp):
+        return run_build(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +279,8 @@ def test_verify_command_and_detects_corruption(built, tmp_path, capsys):
 
 def test_other_graph_is_refused(built, tmp_path):
     res, tmp = built
-    other = run_build(BuildConfig.create(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path)).graph  # no added genes
+    with default_layout(tmp):
+        other = run_build(BuildConfig.create(graphs=GRAPHS, out=tmp_path)).graph  # no added genes
     with pytest.raises(StoreError, match="gene index"):
         open_precomputed(res.precomputed, graph=open_graph(other))
 
@@ -286,15 +289,17 @@ def test_resume_after_partial_run_equals_uninterrupted(built, tmp_path):
     from pipeline.precompute.stages import compute_sample_chunk, plan_precompute, prepare_precompute
 
     res, tmp = built
-    cfg = BuildConfig.create(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
-                      added_genes=_added(tmp), precompute=None)
-    r = run_build(cfg)
+    cfg = BuildConfig.create(graphs=GRAPHS, out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
+                             added_genes=_added(tmp), precompute=None)
+    with default_layout(tmp):
+        r = run_build(cfg)
     plan = plan_precompute(PrecomputeConfig(**PRE), r.graph, r.dataset)
     staging = prepare_precompute(plan)
     compute_sample_chunk(str(staging), str(r.graph), plan.key, 1, plan.parameters, plan.n_samples)
     mtime = (staging / "progress" / "samples-000001.json").stat().st_mtime_ns
     cfg = cfg.replace(precompute=PrecomputeConfig(**PRE))
-    out = run_build(cfg)
+    with default_layout(tmp):
+        out = run_build(cfg)
     assert out.precomputed_built
     m = open_precomputed(out.precomputed).manifest
     assert m["chunks"] == open_precomputed(res.precomputed).manifest["chunks"]
@@ -310,9 +315,10 @@ def test_earlier_runs_chunks_are_reverified_and_readback_is_checked(built, tmp_p
     from pipeline.precompute import tasks
 
     res, tmp = built
-    cfg = BuildConfig.create(graphs=GRAPHS, raw=tmp / "raw", out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
-                      added_genes=_added(tmp), precompute=None)
-    r = run_build(cfg)
+    cfg = BuildConfig.create(graphs=GRAPHS, out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
+                             added_genes=_added(tmp), precompute=None)
+    with default_layout(tmp):
+        r = run_build(cfg)
     plan = pc.plan_precompute(PrecomputeConfig(**PRE), r.graph, r.dataset)
     staging = pc.prepare_precompute(plan)
     pc.compute_sample_chunk(str(staging), str(r.graph), plan.key, 0, plan.parameters, plan.n_samples)
@@ -340,14 +346,14 @@ def test_kill_and_resume_equals_uninterrupted(built, tmp_path):
     """kill -9 the CLI (and its dask workers) mid-run; the rerun resumes and equals an uninterrupted store."""
     res, tmp = built
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "pipeline.build", "--graphs", ",".join(GRAPHS), "--raw", str(tmp / "raw"),
+    args = [sys.executable, "-m", "pipeline.build", "--graphs", ",".join(GRAPHS),  # run in tmp: no data/raw there
             "--out", str(out), "--dataset", "kuzmin2018", "--dataset", "costanzo2016",
             "--added-genes", str(_added(tmp)), "--precompute", "masks,khop,adjacency-rows", "--khop", "1,2,3",
             "--khop-mode", "per_type,union", "--chunk-samples", "64", "--dense-edge-masks", "--lmdb",
             "--adjacency-epochs", "2", "--adjacency-steps", "12", "--adjacency-rows", "16",
             "--adjacency-negatives", "8", "--workers", "1", "-q"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(args, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(args, cwd=tmp, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.time() + 120
     killed = False
@@ -363,7 +369,7 @@ def test_kill_and_resume_equals_uninterrupted(built, tmp_path):
     partial = list(out.glob("*/.precomputed.zarr.partial-*"))
     assert partial and not list(out.glob("*/precomputed.zarr"))  # nothing published
     done = len(list(partial[0].glob("progress/samples-*.json")))
-    run = subprocess.run(args[:-1], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(args[:-1], cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     import re
     resumed = re.search(r"resuming .*: (\d+) task\(s\) already complete", run.stderr)
@@ -382,11 +388,14 @@ def test_real_dango_string9_1_masks_and_khop(real_dango, tmp_path):
     import torch
     from torch_geometric.utils import k_hop_subgraph
 
-    cfg = BuildConfig.create(graphs=["dango_string9_1"], raw=real_dango.parent, out=tmp_path,
-                      genes=real_dango / "yeast_string_genes.txt", datasets=["kuzmin2018"],
-                      precompute=PrecomputeConfig(artifacts=["masks", "khop"], khop=(1, 2), chunk_samples=64,
-                                                  dask_processes=False, workers=2))
-    res = run_build(cfg)
+    cfg = BuildConfig.create(graphs=["dango_string9_1"], out=tmp_path,
+                             genes=real_dango / "yeast_string_genes.txt", datasets=["kuzmin2018"],
+                             precompute=PrecomputeConfig(artifacts=["masks", "khop"], khop=(1, 2), chunk_samples=64,
+                                                         dask_processes=False, workers=2))
+    with default_layout(tmp_path) as raw:  # the real networks, the Kuzmin sample
+        raw.mkdir(parents=True)
+        (raw / "dango_string9_1").symlink_to(real_dango.resolve())
+        res = run_build(cfg)
     graph = open_graph(res.graph)
     s = open_precomputed(res.precomputed, graph=graph)
     assert s.n_samples > 100 and len(graph.edge_types) == 4

@@ -21,6 +21,8 @@ import threading
 import uuid
 from pathlib import Path
 
+from pipeline.core.errors import StoreError
+
 # staging directory -> the descriptor holding its flock, while this process writes it
 _owned: dict[Path, int] = {}
 _owned_guard = threading.Lock()
@@ -42,12 +44,15 @@ def own(path: Path) -> None:
     ends with the process, so nothing is left to clean when a writer is killed.
     """
     path = Path(path)
+    with _owned_guard:
+        if path in _owned:
+            return  # already ours (a rerun in the same process)
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RuntimeError(f"{path}: staging directory held by another live writer") from None
+        raise StoreError(f"{path}: this staging directory is being written by another live process") from None
     with _owned_guard:
         _owned[path] = fd
 

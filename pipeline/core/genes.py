@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.core.errors import SourceFormatError
+from pipeline.core.errors import SourceFormatError, decode_utf8
 
 #: Columns of a gene table, as every gene reader returns it.
 GENE_SCHEMA: dict[str, pl.DataType] = {
@@ -193,8 +193,8 @@ def write_gene_table_tsv(df: pl.DataFrame, path: str | Path, comment: str | None
 def read_gene_table_tsv(path: str | Path) -> pl.DataFrame:
     """Read a gene table written by :func:`write_gene_table_tsv`."""
     path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        lines = [ln for ln in fh if not ln.startswith("#")]
+    text = decode_utf8(path.read_bytes(), path).replace("\r\n", "\n")
+    lines = [ln for ln in text.splitlines(keepends=True) if not ln.startswith("#")]
     if not lines:
         raise SourceFormatError(path, None, "a gene table with header " + "\t".join(GENE_SCHEMA))
     header = lines[0].rstrip("\n").split("\t")
@@ -216,8 +216,8 @@ def read_gene_table_tsv(path: str | Path) -> pl.DataFrame:
 def read_gene_list(path: str | Path) -> pl.DataFrame:
     """A plain list of systematic names, one per line (e.g. DANGO's ``yeast_string_genes.txt``)."""
     path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        ids = [ln.strip() for ln in fh if ln.strip() and not ln.startswith("#")]
+    text = decode_utf8(path.read_bytes(), path)  # strict: a mis-decoded id would silently match nothing
+    ids = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     if not ids:
         raise SourceFormatError(path, None, "one systematic gene name per line", "an empty file")
     return conform(pl.DataFrame({"id": ids}))

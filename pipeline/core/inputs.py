@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ from typing import Any
 from pipeline.core.buildkey import sha256_file
 from pipeline.core.paths import REPO_ROOT, SAMPLE_DIR
 from pipeline.core.version import __version__
+
+log = logging.getLogger("pipeline.build")
 
 
 @dataclass
@@ -24,6 +28,9 @@ class InputFile:
     origin: str  # raw | sample | download | argument
     synthetic: bool = False
     files: list[dict[str, Any]] = field(default_factory=list)  # per file, for folders
+    #: "verified": the published release (its pinned sha256); "local variant": a file of a known
+    #: release that differs from it (edited, recompressed); None: no release digest is known
+    release: str | None = None
 
 
 def _sample_synthetic() -> set[str]:
@@ -48,6 +55,30 @@ def describe_input(role: str, path: Path, origin: str) -> InputFile:
         "".join(r["sha256"] for r in recs).encode()).hexdigest()
     return InputFile(role, str(path), digest, sum(r["bytes"] for r in recs), origin,
                      synthetic=any(r["synthetic"] for r in recs), files=recs if len(recs) > 1 else [])
+
+
+def mark_release(inp: InputFile, known: Mapping[str, str]) -> InputFile:
+    """Set ``inp.release`` from ``known`` (release file name -> sha256; a ``.gz`` of it counts as
+    the same file, recompressed) and return ``inp``. A local variant is a WARNING naming the
+    file, not an error: users may edit tables.
+
+    >>> f = InputFile("kuzmin2018", "raw/kuzmin2018/aao1729_data_s1.tsv", "0" * 64, 3, "raw")
+    >>> mark_release(f, {"aao1729_data_s1.tsv": "0" * 64}).release
+    'verified'
+    """
+    name = Path(inp.path).name
+    if name not in known:
+        name = name.removesuffix(".gz")
+    expected = known.get(name)
+    if expected is None:
+        inp.release = None
+    elif expected == inp.sha256:
+        inp.release = "verified"
+    else:
+        inp.release = "local variant"
+        log.warning("%s: not the published release %s (sha256 %s, expected %s): building from this local "
+                    "variant", inp.path, name, inp.sha256, expected)
+    return inp
 
 
 def code_version() -> str:

@@ -16,13 +16,16 @@ class Workspace:
     ``root`` is ``OUT/NAME``: ``graph.zarr``, ``dataset/``, ``precomputed.zarr`` and
     ``records.lmdb`` live there. ``force`` rebuilds stores that are up to date; ``wait``
     waits for another build of a store to finish instead of failing
-    (:func:`pipeline.core.lock.store_lock`).
+    (:func:`pipeline.core.lock.store_lock`). ``samples``: an input missing from ``raw``
+    may come from the bundled synthetic samples (only for the default ``data/raw``;
+    a ``--raw`` given must hold every input).
     """
 
     raw: Path
     root: Path
     force: bool = False
     wait: bool = False
+    samples: bool = True
 
     @property
     def graph_store(self) -> Path:

@@ -12,7 +12,8 @@ strain to its (gene index, type) slots, and builds every row's packed key with
 numpy gathers from per-strain tables of a few thousand entries.
 
 The result equals ``collect_observations(encode(reader(...), genes, tag))`` row for
-row (the tests compare both); so do the errors, the skip policy and the counts. It
+row (the tests compare both); so do the errors, the skip policy, the bad-value policy
+(``on_bad_value``: the rows dropped and the error for the first) and the counts. It
 applies when every strain id has one allele name (and, with ``Combined mutant type``,
 one mutant type) throughout the file, as in every published table; otherwise
 :func:`read_encoded` returns None and the caller takes the lazy path.
@@ -35,8 +36,11 @@ from pipeline.dataset.encode import MAX_GENES, UNKNOWN, pack_keys, slot_values
 from pipeline.sources.phenotypes.tables import (
     CODED_COLUMNS,
     Located,
+    OnBadValue,
     OnUnknown,
     TableFormat,
+    any_bad_value,
+    bad_value_error,
     find_header,
     report_counts,
     scan_table,
@@ -112,19 +116,23 @@ def _slots(genes: list[list[str]] | None, types: list[list[int]] | None, index: 
 
 def read_encoded(path: str | Path, fmt: TableFormat, genes: GeneIndex, tag: int, *,
                  on_unknown: OnUnknown = "error", stats: MutableMapping[str, int] | None = None,
-                 screen: str | None = None) -> pl.DataFrame | None:
+                 screen: str | None = None, on_bad_value: OnBadValue = "error") -> pl.DataFrame | None:
     """Encoded observations of one text table (see the module doc), or None if the fast path does not apply."""
     if on_unknown not in ("error", "skip"):
         raise ValueError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
+    if on_bad_value not in ("error", "drop"):
+        raise ValueError(f"on_bad_value must be 'error' or 'drop', got {on_bad_value!r}")
     path = Path(path)
     header_line, header, found = find_header(path, fmt)
     where = Located(str(path), header_line)
     lf = scan_text(path, fmt, header_line, header, found, categorical=True)
-    try:
-        df = lf.with_columns(pl.col(v).cast(pl.Float32) for v in found if v in VALUE_COLUMNS).collect(
-            engine="streaming")
-    except pl.exceptions.PolarsError:
-        scan_table(path, fmt, on_unknown=on_unknown, stats={})  # raises the reader's error for the bad value
+    value_keys = [v for v in VALUE_COLUMNS if v in found]
+    try:  # flagged after the float32 cast: one finiteness test covers NaN, inf and float32 overflow
+        df = (lf.with_columns(pl.col(v).cast(pl.Float32) for v in value_keys)
+              .with_columns(any_bad_value(value_keys).alias("_bad")).collect(engine="streaming"))
+    except (pl.exceptions.PolarsError, OSError):  # OSError: a truncated gzip stream
+        # raises the reader's error (a value that is not a number, not UTF-8, a truncated file)
+        scan_table(path, fmt, on_unknown=on_unknown, stats={})
         raise
     cols = {k: _codes(df[k]) for k in CODED_COLUMNS if k in df.columns}
     # blank lines come through as rows of nulls: they are not data (filtered only if any:
@@ -136,6 +144,16 @@ def read_encoded(path: str | Path, fmt: TableFormat, genes: GeneIndex, tag: int,
         cols = {k: (c[~blank], t) for k, (c, t) in cols.items()}
     if df.height == 0:
         raise SourceFormatError(where.path, None, f"data rows after the {fmt.title} header", "none")
+    rows_read = df.height
+    bad = df["_bad"].to_numpy()
+    n_bad = int(bad.sum())
+    if n_bad and on_bad_value == "error":  # the first in file order, as the readers report it
+        strings = scan_text(path, fmt, header_line, header, found, strings=True)
+        raise bad_value_error(where, fmt, strings, int(df["_row"].to_numpy()[bad][0]))
+    if n_bad:  # dropped before the strains are vetted, as the readers do
+        df = df.filter(pl.Series(~bad))
+        cols = {k: (c[~bad], t) for k, (c, t) in cols.items()}
+    df = df.drop("_bad")
     rows = df["_row"].to_numpy()
     has_mt = "mutant_type" in cols
     if has_mt:  # spelled as the readers compare it
@@ -153,7 +171,7 @@ def read_encoded(path: str | Path, fmt: TableFormat, genes: GeneIndex, tag: int,
     if int(q["q_genes"].list.len().max() or 0) > MAX_GENES - 1:
         return None  # the packed key holds three genes; the lazy path reports it
     keep = ~(q["q_problem"].is_not_null().to_numpy()[q_num] | a["a_problem"].is_not_null().to_numpy()[a_num])
-    report_counts(where, q, q_bad, a_bad, len(rows), int((~keep).sum()), stats)
+    report_counts(where, q, q_bad, a_bad, rows_read, int((~keep).sum()), stats, n_bad)
 
     q_slots, q_unknown = _slots(q["q_genes"].to_list(), q["q_types"].to_list(), genes, MAX_GENES - 1)
     a_slots, a_unknown = _slots(a["a_genes"].to_list(), a["a_types"].to_list(), genes, 1)
@@ -164,11 +182,10 @@ def read_encoded(path: str | Path, fmt: TableFormat, genes: GeneIndex, tag: int,
     key[unknown] = UNKNOWN + np.uint64(tag)
     scr = (df["screen"] if "screen" in df.columns else pl.repeat(screen, df.height, dtype=pl.String, eager=True)
            .cast(pl.Categorical)).alias("screen")
-    def value(v: str) -> pl.Series:  # NaN read from the text is not measured (null), as the readers say
+    def value(v: str) -> pl.Series:  # NaN is a bad value: none is left here
         if v not in df.columns:
             return pl.repeat(None, df.height, dtype=pl.Float32, eager=True).alias(v)
-        col = df[v]
-        return col.fill_nan(None) if col.is_nan().any() else col
+        return df[v]
 
     values = [value(v) for v in VALUE_COLUMNS]  # the order of encode()'s frames
     return pl.DataFrame([df["_row"].cast(pl.Int32).alias("source_row"), scr, *values,

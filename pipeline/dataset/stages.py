@@ -30,6 +30,7 @@ from pipeline.dataset.onepass import read_encoded
 from pipeline.dataset.sources import DATASETS, find_dataset_files
 from pipeline.dataset.store import FORMAT_VERSION, open_dataset, write_dataset
 from pipeline.graph.store import open_graph
+from pipeline.sources.download import verify_input
 
 log = logging.getLogger("pipeline.build")
 
@@ -45,11 +46,15 @@ class DatasetPlan:
     up_to_date: bool
 
 
-def _dataset_files(raw: Path, name: str) -> tuple[list[Path], str]:
+def _dataset_files(raw: Path, name: str, allow_samples: bool = True) -> tuple[list[Path], str]:
+    """The table files of dataset ``name`` and their origin: raw, or (``allow_samples``: only for
+    the default raw folder) the bundled SYNTHETIC samples; else a SourceMissingError naming the path."""
     ds = DATASETS[name]
     files = find_dataset_files(ds, raw)
     if files:
         return files, "raw"
+    if not allow_samples:
+        raise SourceMissingError(f"{name}: --raw {raw}: expected {ds.description} in {raw / ds.subdir}/")
     samples = [SAMPLE_DIR / s for s in ds.samples]
     if samples and all(p.exists() for p in samples):
         log.warning("no real %s table in %s: using the SYNTHETIC sample %s (put %s there)", name,
@@ -64,12 +69,14 @@ def plan_dataset(cfg: DatasetConfig, ws: Workspace) -> DatasetPlan:
     names = sorted(dict.fromkeys(cfg.datasets))
     inputs = {}
     for name in names:
-        files, origin = _dataset_files(ws.raw, name)
+        files, origin = _dataset_files(ws.raw, name, ws.samples)
         # hashed on parallel threads (hashlib releases the GIL): the Costanzo tables are 1.9 GB
         with ThreadPoolExecutor(max(1, min(len(files), default_workers()))) as ex:
-            inputs[name] = list(ex.map(lambda f, n=name, o=origin: describe_input(n, f, o), files))
+            described = list(ex.map(lambda f, n=name, o=origin: describe_input(n, f, o), files))
+        inputs[name] = [verify_input(f, ws.raw, dict(DATASETS[name].releases)) for f in described]
     graph_fp = open_graph(graph_store).fingerprint
     params = {"datasets": names, "replicates": cfg.replicates, "on_unknown_allele": cfg.on_unknown_allele,
+              "on_bad_value": cfg.on_bad_value,
               "split_seed": cfg.split_seed,
               "split_fractions": list(cfg.split_fractions), "format_version": FORMAT_VERSION}
     key = build_key({"params": params, "genes": graph_fp, "version": __version__,
@@ -83,7 +90,7 @@ def build_dataset(plan: DatasetPlan) -> Path:
     """Read, encode, aggregate, split and publish the dataset; counts go to the log and manifest."""
     t0 = time.perf_counter()
     genes = open_graph(plan.graph_store).id_index  # the graph's own index: both artifacts agree by construction
-    policy = plan.parameters["on_unknown_allele"]
+    policy, bad = plan.parameters["on_unknown_allele"], plan.parameters["on_bad_value"]
     reader_stats: dict[str, dict[str, int]] = {n: {} for n in plan.names}
     parts = []
     for i, n in enumerate(plan.names):
@@ -91,13 +98,14 @@ def build_dataset(plan: DatasetPlan) -> Path:
         lazy = []
         for f in plan.inputs[n]:
             # text tables in one pass (pipeline.dataset.onepass); the rest through the reader
-            done = read_encoded(f.path, fmt, genes, i, on_unknown=policy, stats=reader_stats[n]) if fmt else None
+            done = read_encoded(f.path, fmt, genes, i, on_unknown=policy, stats=reader_stats[n],
+                                on_bad_value=bad) if fmt else None
             if done is None:
                 lazy.append(Path(f.path))
             else:
                 parts.append(done)
         if lazy:  # scores parsed once, by the collect below; the validation pass checks strains only
-            enc = encode(DATASETS[n].reader(lazy, policy, reader_stats[n], False), genes, tag=i)
+            enc = encode(DATASETS[n].reader(lazy, policy, reader_stats[n], False, bad), genes, tag=i)
             try:
                 parts.append(collect_observations(enc))
             except pl.exceptions.PolarsError as e:  # the reader's own message names file, line, column
@@ -146,7 +154,7 @@ def _value_error(plan: DatasetPlan, policy: str) -> Exception | None:
     for n in plan.names:
         for f in plan.inputs[n]:
             try:
-                DATASETS[n].reader([Path(f.path)], policy, {}, True)
+                DATASETS[n].reader([Path(f.path)], policy, {}, True, plan.parameters["on_bad_value"])
             except SourceFormatError as err:
                 return err
     return None
@@ -157,9 +165,12 @@ def summarize_dataset(path: Path) -> str:
     m = open_dataset(path).manifest
     c = m["counts"]
     lines = [f"{path}  samples: {c['samples']:,}" + ("  (SYNTHETIC inputs)" if m.get("synthetic_inputs") else "")]
+    synthetic = {k for k, files in m["inputs"].items() if any(f.get("synthetic") for f in files)}
     for src, v in c["sources"].items():
-        lines.append(f"  {src:14s} rows read {v.get('rows_read', 0):>12,}  skipped (strain unparseable) "
-                     f"{v.get('skipped_unparsed', 0):>8,}  (gene not in index) {v['dropped_unknown_gene']:>8,}")
+        lines.append(f"  {src:14s} rows read {v.get('rows_read', 0):>12,}  dropped (bad value) "
+                     f"{v.get('dropped_bad_value', 0):>8,}  skipped (strain unparseable) "
+                     f"{v.get('skipped_unparsed', 0):>8,}  (gene not in index) {v['dropped_unknown_gene']:>8,}"
+                     + ("  SYNTHETIC" if src in synthetic else ""))
     lines.append(f"  replicate rows merged {c['merged_replicate_rows']:,} (policy {m['parameters']['replicates']})")
     for name, sc in c["splits"].items():
         lines.append(f"  {name:20s} " + "  ".join(f"{k} {sc[k]:,}" for k in ("train", "val", "test")))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core import options
+from pipeline.core.errors import check_plain_name
 from pipeline.core.options import option
 from pipeline.graph.sources import SOURCES
 
@@ -51,6 +52,7 @@ class GraphConfig:
         for e in self.embeddings:
             if "=" not in e or not e.split("=", 1)[0]:
                 raise ValueError(f"--embeddings takes NAME=PATH, got {e!r}")
+            check_plain_name("--embeddings name", e.split("=", 1)[0])  # a group of the store: not a path
 
     def to_dict(self) -> dict[str, Any]:
         return options.to_dict(self)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.edges import EdgeTable
+from pipeline.core.errors import AmbiguousSourceError
 from pipeline.core.genes import GeneIndex
 
 # A reader: (path, genes, edge types wanted, parameters) -> edge tables by type name.
@@ -119,6 +120,19 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
            params=("go_max_term_size",)),
 ]}
 
+#: sha256 of published gene annotations (SGD's GFF3 inside S288C_reference_genome_R64-4-1_20230830.tgz):
+#: a build records whether its gene annotation is this release or a local variant.
+GENE_RELEASES: dict[str, str] = {
+    "saccharomyces_cerevisiae_R64-4-1_20230830.gff": "64f61e3153083a8ef6d853721c9e83e4469cdc120883ec281e51a0df4ba390fa",
+}
+
+
+def releases(source: Source) -> dict[str, str]:
+    """Release file name -> sha256 of ``source`` (its pinned download digest), for
+    :func:`pipeline.core.inputs.mark_release`."""
+    return {source.file_name: source.sha256} if source.file_name and source.sha256 else {}
+
+
 def edge_type_source() -> dict[str, Source]:
     return {t: s for s in SOURCES.values() for t in s.edge_types}
 
@@ -152,12 +166,20 @@ def resolve(selectors: list[str]) -> dict[str, list[str]]:
 
 
 def find_raw(source: Source, raw: Path) -> Path | None:
-    """The source's file (or folder, for DANGO) under ``raw/<subdir>``, if present."""
+    """The source's file (or folder, for DANGO) under ``raw/<subdir>``, if present.
+
+    Every pattern is looked at: two matching files (``x.txt`` and ``x.txt.gz``, two
+    releases) are an :class:`~pipeline.core.errors.AmbiguousSourceError` naming both.
+    Hidden files (``.x.part-*`` of a download) are not inputs.
+    """
     base = raw / source.subdir
     if not base.is_dir():
         return None
-    for pat in source.patterns:
-        hits = sorted(p for p in base.glob(pat) if not p.name.startswith("."))
-        if hits:
-            return base if source.name == "dango_string9_1" else hits[-1]
-    return None
+    hits = sorted({p for pat in source.patterns for p in base.glob(pat) if not p.name.startswith(".")})
+    if not hits:
+        return None
+    if source.name == "dango_string9_1":
+        return base
+    if len(hits) > 1:
+        raise AmbiguousSourceError(base, f"{source.name} file ({source.description})", hits)
+    return hits[0]

@@ -28,7 +28,7 @@ import zarr
 from pipeline.core.atomic import clean_stale, discard, discard_own, publish_dir, staging_dir
 from pipeline.core.buildkey import build_key, is_current
 from pipeline.core.edges import EdgeTable
-from pipeline.core.errors import SourceFormatError, SourceMissingError
+from pipeline.core.errors import AmbiguousSourceError, SourceFormatError, SourceMissingError
 from pipeline.core.genes import GeneIndex, read_gene_list, read_gene_table_tsv
 from pipeline.core.inputs import InputFile, code_version, describe_input
 from pipeline.core.lock import store_lock
@@ -37,7 +37,7 @@ from pipeline.core.runner import LocalRunner, Runner, each
 from pipeline.core.version import __version__
 from pipeline.graph.config import GraphConfig
 from pipeline.graph.csr import build_csr
-from pipeline.graph.sources import SOURCES, find_raw, resolve
+from pipeline.graph.sources import GENE_RELEASES, SOURCES, find_raw, releases, resolve
 from pipeline.graph.store import (
     FORMAT_VERSION,
     GeneFeatures,
@@ -47,6 +47,7 @@ from pipeline.graph.store import (
     write_genes,
     write_manifest,
 )
+from pipeline.sources.download import verify_input
 
 log = logging.getLogger("pipeline.build")
 
@@ -80,10 +81,12 @@ def _gene_source(cfg: GraphConfig, raw: Path) -> tuple[Path, str, str]:
         return cfg.genes, _gene_format(cfg.genes), "argument"
     gdir = raw / "genome"
     if gdir.is_dir():
-        for pat in ("*.gff", "*.gff3", "*.gff.gz", "*.gff3.gz"):
-            hits = sorted(gdir.glob(pat))
-            if hits:
-                return hits[-1], "gff3", "raw"
+        hits = sorted({p for pat in ("*.gff", "*.gff3", "*.gff.gz", "*.gff3.gz") for p in gdir.glob(pat)
+                       if not p.name.startswith(".")})
+        if len(hits) > 1:
+            raise AmbiguousSourceError(gdir, "SGD GFF3 gene annotation", hits)
+        if hits:
+            return hits[0], "gff3", "raw"
         if sorted(gdir.glob("chr*.gb*")):
             return gdir, "genbank", "raw"
     log.warning("no gene annotation in %s (SGD's saccharomyces_cerevisiae*.gff[.gz] or chr01.gb..chr16.gb): "
@@ -115,9 +118,11 @@ def _sequence_source(cfg: GraphConfig, raw: Path, gpath: Path, gfmt: str, gorigi
     if gfmt in ("genbank", "gff3"):  # the annotation carries the genome (GFF3 after ##FASTA)
         return gpath, gfmt, gorigin
     gdir = raw / "genome"
-    for p in sorted(gdir.glob("*")) if gdir.is_dir() else []:
-        if _is_fasta(p):
-            return p, "fasta", "raw"
+    fasta = [p for p in sorted(gdir.glob("*")) if _is_fasta(p) and not p.name.startswith(".")] if gdir.is_dir() else []
+    if len(fasta) > 1:
+        raise AmbiguousSourceError(gdir, "CDS FASTA", fasta)
+    if fasta:
+        return fasta[0], "fasta", "raw"
     if gorigin == "sample" and SAMPLE_CDS.exists():
         return SAMPLE_CDS, "fasta", "sample"
     log.warning("no gene sequences (pass --sequences, or put a CDS FASTA in %s): sequence features are NaN", gdir)
@@ -128,15 +133,20 @@ def _is_fasta(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith((".fa", ".fasta", ".fna", ".fa.gz", ".fasta.gz", ".fna.gz"))
 
 
-def _source_file(cfg: GraphConfig, raw: Path, name: str) -> tuple[Path, str]:
+def _source_file(cfg: GraphConfig, raw: Path, name: str, samples: bool = True) -> tuple[Path, str]:
+    """The file of source ``name`` and its origin: raw, download, or (``samples``: only for the
+    default raw folder) the bundled SYNTHETIC sample; else a SourceMissingError naming the path."""
     src = SOURCES[name]
     found = find_raw(src, raw)
     if found is not None:
         return found, "raw"
     where = raw / src.subdir / (src.file_name or src.patterns[0])
     if cfg.download and src.url:
-        from pipeline.sources.download import fetch
-        return fetch(src.url, where, sha256=src.sha256), "download"
+        from pipeline.sources.download import download_source
+        return download_source(src.name, src.url, where, raw, sha256=src.sha256), "download"
+    if not samples:
+        hint = f" (or pass --download to fetch it from {src.url})" if src.url else ""
+        raise SourceMissingError(f"{name}: --raw {raw}: expected {src.description} at {where}{hint}")
     if src.sample and (SAMPLE_DIR / src.sample).exists():
         log.warning("no real %s file in %s: using the SYNTHETIC sample %s (put the real file at %s%s)",
                     name, raw / src.subdir, SAMPLE_DIR / src.sample, where,
@@ -152,14 +162,16 @@ def plan_build(cfg: GraphConfig, ws: Workspace) -> BuildPlan:
     """Resolve selectors and files, hash the inputs, and decide whether the store is current."""
     sources = resolve(list(cfg.graphs))
     gpath, gfmt, gorigin = _gene_source(cfg, ws.raw)
-    genes_in = describe_input("genes", gpath, gorigin)
+    if not ws.samples and not cfg.download and not ws.raw.is_dir():  # a typo, not "use the samples"
+        raise SourceMissingError(f"--raw {ws.raw}: no such folder")
+    genes_in = verify_input(describe_input("genes", gpath, gorigin), ws.raw, GENE_RELEASES)
     inputs: dict[str, InputFile | None] = {}
     for name in sources:
         if SOURCES[name].derived:
             inputs[name] = None
             continue
-        path, origin = _source_file(cfg, ws.raw, name)
-        inputs[name] = describe_input(name, path, origin)
+        path, origin = _source_file(cfg, ws.raw, name, ws.samples)
+        inputs[name] = verify_input(describe_input(name, path, origin), ws.raw, releases(SOURCES[name]))
     seq = _sequence_source(cfg, ws.raw, gpath, gfmt, gorigin)
     seq_in = describe_input("sequences", seq[0], seq[2]) if seq else None
     added_in = describe_input("added_genes", cfg.added_genes, "argument") if cfg.added_genes else None
@@ -329,14 +341,17 @@ def summarize(store: Path) -> str:
     """A table of genes and edges per type, for the end of a build."""
     g = open_graph(store)
     m = g.manifest
-    rows = [("edge type", "directed", "pairs", "CSR entries", "rows read", "dropped", "merged")]
+    # an edge type read from a synthetic sample says so on its own line
+    synthetic = {i["path"] for i in m["inputs"] if i.get("synthetic")}  # an edge type's "source": its file
+    rows = [("edge type", "directed", "pairs", "CSR entries", "rows read", "dropped", "merged", "input")]
     for name in g.edge_types:
         a = m["edge_types"][name]
         st = a["stats"]
         dropped = sum(v for k, v in st.items() if k.startswith("dropped"))
         merged = st.get("merged_duplicate", 0) + st.get("merged_mirror", 0)
         rows.append((name, "yes" if a["directed"] else "no", f"{a['pairs']:,}", f"{a['nnz']:,}",
-                     f"{st.get('rows_read', st.get('rows_in', 0)):,}", f"{dropped:,}", f"{merged:,}"))
+                     f"{st.get('rows_read', st.get('rows_in', 0)):,}", f"{dropped:,}", f"{merged:,}",
+                     "SYNTHETIC" if a.get("source") in synthetic else "real"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     def fmt(r: tuple[str, ...]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.atomic import publish_dir
+from pipeline.core.atomic import is_live, own, publish_dir, release
 from pipeline.core.buildkey import build_key, is_current
 from pipeline.core.errors import StoreError
 from pipeline.core.ragged import indptr_from_lengths, segment_sum
@@ -66,6 +66,7 @@ from pipeline.precompute.tasks import (
     chunk_bounds,
     compute_adjacency,
     compute_sample_chunk,
+    drop_task_output,
     reverify,
     stored_incidence,
 )
@@ -89,6 +90,7 @@ class PrecomputePlan:
     n_samples: int
     n_chunks: int
     up_to_date: bool
+    force: bool = False  # start clean: discard an interrupted run's staging of the same key
 
 
 def _staging_path(final: Path, key: str) -> Path:
@@ -143,7 +145,7 @@ def plan_precompute(cfg: PrecomputeConfig, graph_store: Path, dataset_store: Pat
             current = False
     return PrecomputePlan(cfg, graph_store, dataset_store, store, records, _staging_path(store, key),
                           _staging_path(records, key) if records else None, params, key, n,
-                          max(1, math.ceil(n / cfg.chunk_samples)), current)
+                          max(1, math.ceil(n / cfg.chunk_samples)), current, force)
 
 
 # --- prepare -----------------------------------------------------------------------------
@@ -166,17 +168,36 @@ def _chunk_caps(inc_ptr: np.ndarray, r_ptr: np.ndarray, r_genes: np.ndarray, chu
     return int(np.pad(per_sample, (0, pad)).reshape(-1, chunk).sum(axis=1).max()) if len(per_sample) else 0
 
 
+def _discard_debris(final: Path, keep: Path | None) -> None:
+    """Remove the staging folders of ``final`` other than ``keep`` (other keys, unprepared ones,
+    published-store temporaries) that no live writer holds. The caller holds the store's lock,
+    so only an older build without the lock could still be writing one: it is left alone."""
+    for pattern in (f".{final.name}.partial-*", f".{final.name}.tmp-*", f".{final.name}.old-*"):
+        for p in final.parent.glob(pattern):
+            if p != keep and not is_live(p):
+                shutil.rmtree(p, ignore_errors=True)
+
+
 def prepare_precompute(plan: PrecomputePlan) -> Path:
-    """Create the staging store (or find the one an interrupted run left with the same key)."""
+    """Create the staging store (or find the one an interrupted run left with the same key).
+
+    With ``plan.force`` an interrupted run's staging (and records) of the same key is
+    discarded: ``--force`` always starts clean. The staging folder is held
+    (:func:`pipeline.core.atomic.own`) by this process until it is published.
+    """
     st = plan.staging
+    if plan.force:
+        for p in (st, plan.records_staging):
+            if p is not None and p.exists():
+                log.info("--force: discarding the staging %s of an earlier run", p)
+                shutil.rmtree(p)
     if has_marker(st, "prepared"):
+        _discard_debris(plan.store, keep=st)
+        own(st)
         done = len(read_markers(st, SampleChunkDone.PREFIX)) + len(read_markers(st, AdjacencyEpochDone.PREFIX))
         log.info("resuming %s: %d task(s) already complete", st, done)
         return st
-    for p in plan.store.parent.glob(f".{plan.store.name}.partial-*"):  # other keys, or an unprepared one
-        shutil.rmtree(p, ignore_errors=True)
-    for p in plan.store.parent.glob(f".{plan.store.name}.tmp-*"):
-        shutil.rmtree(p, ignore_errors=True)
+    _discard_debris(plan.store, keep=None)  # other keys, or an unprepared one of this key
     t0 = time.perf_counter()
     cfg, params = plan.config, plan.parameters
     graph = open_graph(plan.graph_store)
@@ -184,6 +205,7 @@ def prepare_precompute(plan: PrecomputePlan) -> Path:
     added = graph.added
     ptr, genes, types = _sample_csr(plan.dataset_store)
     store = StagingStore.create(st, plan.key)
+    own(st)
     store.write_perturbations(ptr, genes, types)
     n, C = plan.n_samples, cfg.chunk_samples
     if "masks" in cfg.artifacts:
@@ -237,7 +259,8 @@ def run_precompute_tasks(plan: PrecomputePlan, staging: Path) -> TaskResults:
     computed afresh (a warning says which).
     """
     params, n = plan.parameters, plan.n_samples
-    st, gs = str(staging), str(plan.graph_store)
+    # absolute: the workers of an external cluster resolve relative paths against their own cwd
+    st, gs = str(staging.resolve()), str(plan.graph_store.resolve())
     done_s = {m.chunk: m for m in map(SampleChunkDone.from_dict,
                                       read_markers(staging, SampleChunkDone.PREFIX).values())}
     done_a = {m.key: m for m in map(AdjacencyEpochDone.from_dict,
@@ -267,9 +290,10 @@ def run_precompute_tasks(plan: PrecomputePlan, staging: Path) -> TaskResults:
             for r in gather(client, futs, "precompute"):
                 match r:
                     case Reverified(marker=old, problems=problems) if problems:
-                        # damaged since its marker was written: compute it again
+                        # damaged since its marker was written: compute it again, into fresh shards
                         redone += problems
                         remove_marker(staging, old.marker_name)
+                        drop_task_output(st, old)
                         if isinstance(old, SampleChunkDone):
                             done_s.pop(old.chunk, None)
                             again_s.append(old.chunk)
@@ -328,9 +352,7 @@ def write_records(plan: PrecomputePlan, staging: Path) -> Path | None:
     store = StagingStore.open(staging)
     schema = RecordSchema(tuple(record_sections(staging)))
     rs = plan.records_staging
-    for p in plan.records.parent.glob(f".{plan.records.name}.partial-*"):
-        if p != rs:
-            shutil.rmtree(p, ignore_errors=True)
+    _discard_debris(plan.records, keep=rs)
     writer = RecordWriter(rs, schema)
     done = writer.done_chunks()
     t0 = time.perf_counter()
@@ -385,7 +407,7 @@ def publish_precompute(plan: PrecomputePlan, staging: Path, results: TaskResults
     }
     StagingStore.open(staging, mode="r+").write_manifest(manifest)
     remove_markers(staging)
-    publish_dir(staging, plan.store)
+    publish_dir(staging, plan.store)  # also lets go of the staging folder
     if records_staging is not None and plan.records is not None:
         publish_dir(records_staging, plan.records)
         log.info("published %s", plan.records)
@@ -399,9 +421,12 @@ def run_precompute(plan: PrecomputePlan, run: Any) -> Path:
     """The precompute stage's steps in order: prepare -> tasks -> records -> publish (``run``
     executes one step: directly, or as a Prefect task)."""
     staging = run(prepare_precompute, plan)
-    results = run(run_precompute_tasks, plan, staging)
-    records = run(write_records, plan, staging)
-    return run(publish_precompute, plan, staging, results, records)
+    try:
+        results = run(run_precompute_tasks, plan, staging)
+        records = run(write_records, plan, staging)
+        return run(publish_precompute, plan, staging, results, records)
+    finally:
+        release(staging)  # kept for a rerun to resume if anything failed
 
 
 def summarize_precompute(store: Path) -> str:

@@ -15,6 +15,8 @@ process (:func:`_context`).
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -36,6 +38,7 @@ from pipeline.precompute.masks import (
     removed_genes,
 )
 from pipeline.precompute.store import (
+    EDGE_MASK,
     NODE_MASK_DENSE,
     StagingStore,
     adjacency_path,
@@ -282,21 +285,75 @@ def compute_adjacency(staging: str, graph_store: str, edge_type: str, epoch: int
     return done
 
 
+def _decoded_digest(read: Callable[[], str]) -> str | Exception:
+    """``read()`` (a checksum of decoded data), or the error that decoding raised.
+
+    Damaged bytes fail in many ways (Blosc, the shard index, a short file, a zarr.json that
+    is no longer JSON: each raises its own type), and every one of them means the same
+    here: the data is not what its marker recorded. So any exception is the answer.
+    """
+    try:
+        return read()
+    except Exception as e:  # noqa: BLE001 - any decode failure is damage (see the docstring)
+        return e
+
+
 def verify_sample_chunk(store: str, marker: SampleChunkDone) -> list[str]:
-    """Re-read one chunk's arrays and compare them with its marker's checksums; returns problems."""
+    """Re-read one chunk's arrays and compare them with its marker's checksums; returns problems,
+    one per damaged array, naming it and the sample range (a chunk that does not decode is one)."""
     st = StagingStore.open(store)
     first, count = marker.first, marker.count
-    return [f"{name}: samples {first}..{first + count - 1} differ from their checksum"
-            for name, want in marker.crc32.items() if st.chunk_digest(name, marker.chunk, first, count) != want]
+    problems = []
+    for name, want in marker.crc32.items():
+        have = _decoded_digest(lambda name=name: st.chunk_digest(name, marker.chunk, first, count))
+        if isinstance(have, Exception):
+            problems.append(f"{name}: samples {first}..{first + count - 1} do not decode "
+                            f"({type(have).__name__}: {str(have)[:120]})")
+        elif have != want:
+            problems.append(f"{name}: samples {first}..{first + count - 1} differ from their checksum")
+    return problems
 
 
 def verify_adjacency(store: str, marker: AdjacencyEpochDone, params: dict[str, Any]) -> list[str]:
     """Re-read one graph's adjacency rows of one epoch and compare them with the marker's checksum."""
     st = StagingStore.open(store)
-    have = st.epoch_digest(marker.edge_type, marker.epoch, params["adjacency"]["steps"])
-    if have == marker.crc32:
-        return []
-    return [f"{adjacency_path(marker.edge_type)} epoch {marker.epoch}: differs from its checksum"]
+    have = _decoded_digest(lambda: st.epoch_digest(marker.edge_type, marker.epoch, params["adjacency"]["steps"]))
+    where = f"{adjacency_path(marker.edge_type)} epoch {marker.epoch}"
+    if isinstance(have, Exception):
+        return [f"{where}: does not decode ({type(have).__name__}: {str(have)[:120]})"]
+    return [] if have == marker.crc32 else [f"{where}: differs from its checksum"]
+
+
+def _drop_shards(st: StagingStore, name: str, lo: int, hi: int) -> None:
+    """Delete the stored shards (or chunks, unsharded) of array ``name`` that hold rows ``lo:hi``
+    (first axis), every column of them."""
+    arr = st.root[name]
+    grid = arr.shards or arr.chunks
+    rows = range(lo // grid[0], -(-hi // grid[0]))
+    cols = [range(-(-n // g)) for n, g in zip(arr.shape[1:], grid[1:])]
+    for idx in itertools.product(rows, *cols):
+        (st.path / name / arr.metadata.encode_chunk_key(idx)).unlink(missing_ok=True)
+
+
+def drop_task_output(staging: str, marker: TaskDone) -> None:
+    """Delete what one chunk or epoch task wrote, before it is computed again.
+
+    A task that writes part of a shard makes zarr decode the stored shard first (to merge
+    into it): a damaged shard would fail every recompute. Deleted shards read as fill value
+    until the task writes them afresh.
+    """
+    st = StagingStore.open(staging)
+    match marker:
+        case SampleChunkDone(chunk=c, first=first, count=count):
+            for name in marker.crc32:
+                if name.startswith(f"{EDGE_MASK}/"):  # a chunked CSR: row c of its ptr and values
+                    for part in ("ptr", "values"):
+                        _drop_shards(st, f"{name}/{part}", c, c + 1)
+                else:
+                    _drop_shards(st, name, first, first + count)
+        case AdjacencyEpochDone(edge_type=t, epoch=e):
+            for part in ("rows", "negatives"):
+                _drop_shards(st, f"{adjacency_path(t)}/{part}", e, e + 1)
 
 
 def reverify(staging: str, marker: TaskDone, params: dict[str, Any]) -> Reverified:

@@ -152,8 +152,11 @@ def _find_header(data: bytes, comment_prefixes: tuple[bytes, ...]) -> tuple[int,
 def _first_bad_row(path: Path, data: bytes, header_line: int, n_fields: int, sep: bytes,
                    cause: Exception) -> SourceFormatError:
     """Slow path, only after the parser failed: the first line with a wrong field count or bad UTF-8."""
-    for i, raw in enumerate(data.splitlines()[header_line:], start=header_line + 1):
-        if not raw:
+    start = 0  # byte offset of line i (split on \n only, so offsets stay exact; a \r is stripped)
+    for i, line in enumerate(data.split(b"\n"), start=1):
+        at, start = start, start + len(line) + 1
+        raw = line.removesuffix(b"\r")
+        if i <= header_line or not raw:
             continue
         k = raw.count(sep) + 1
         if k != n_fields:
@@ -162,7 +165,8 @@ def _first_bad_row(path: Path, data: bytes, header_line: int, n_fields: int, sep
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            return SourceFormatError(path, i, "UTF-8 text", f"invalid byte at column {e.start + 1}")
+            return SourceFormatError(path, i, f"UTF-8 text (byte 0x{raw[e.start]:02x} at byte offset "
+                                              f"{at + e.start}, column {e.start + 1}, is not)")
     return SourceFormatError(path, None, f"a {_sep_name(sep)}-separated table", str(cause))
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.core.errors import SourceFormatError
+from pipeline.core.errors import SourceFormatError, decode_utf8
 from pipeline.core.genes import conform, normalise_chromosome
 from pipeline.sources._io import read_source_bytes
 
@@ -169,7 +169,7 @@ def qualifiers(feat: _Feature, wanted: Collection[str]) -> dict[str, list[str]]:
 def load_lines(path: Path, expected: str) -> tuple[bytes, list[str]]:
     """A GenBank file's bytes and its lines (no line ends); an empty file is an error."""
     data = read_source_bytes(path, desc=f"genbank {path.name}")
-    text = data.decode("utf-8", "replace")
+    text = decode_utf8(data, path)
     if not text.strip():
         raise SourceFormatError(path, None, expected, "an empty file")
     lines = text.replace("\r\n", "\n").split("\n")

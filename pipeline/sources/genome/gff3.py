@@ -33,7 +33,7 @@ from urllib.parse import unquote
 
 import polars as pl
 
-from pipeline.core.errors import SourceFormatError
+from pipeline.core.errors import SourceFormatError, decode_utf8
 from pipeline.core.genes import conform, normalise_chromosome
 from pipeline.sources._io import read_source_bytes
 
@@ -111,7 +111,7 @@ _ROWS_SCHEMA = {"id": pl.String, "name": pl.String, "chromosome": pl.String, "st
 def read_gff3(path: str | Path) -> pl.DataFrame:
     """Read the ``gene`` features of an SGD GFF3 file into :data:`~pipeline.core.genes.GENE_SCHEMA`."""
     path = Path(path)
-    data = read_source_bytes(path, desc=f"gff3 {path.name}")
+    data = read_source_bytes(path, desc=f"gff3 {path.name}").removeprefix(b"\xef\xbb\xbf")  # a BOM
     if m := _FASTA.search(data):  # the sequence (most of the bytes) is never split into lines
         data = data[:m.start()]
     fast = _read_vectorised(data)
@@ -171,7 +171,7 @@ def _string_lists(name: str, lists: Sequence[list[str]]) -> pl.Series:
 
 def _read_checked(path: Path, data: bytes) -> pl.DataFrame:
     """The line-by-line reader: the reference for the fast path, and the error reporter."""
-    text = data.decode("utf-8", "replace")
+    text = decode_utf8(data, path)
 
     rows: dict[str, list] = {k: [] for k in _ROWS_SCHEMA}
     for lineno, f in feature_lines(path, text):

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.sources.phenotypes.tables import OnUnknown, TableFormat, scan_table
+from pipeline.sources.phenotypes.tables import OnBadValue, OnUnknown, TableFormat, scan_table
 
 #: The four files of Data S1.
 FILE_NAMES = ("SGA_ExE.txt", "SGA_NxN.txt", "SGA_ExN_NxE.txt", "SGA_DAmP.txt")
@@ -59,19 +59,22 @@ COSTANZO2016 = TableFormat("costanzo2016", "Costanzo 2016 SGA", {
 
 
 def scan_costanzo2016(paths: str | Path | Sequence[str | Path], *, on_unknown: OnUnknown = "error",
-                      stats: MutableMapping[str, int] | None = None, check_values: bool = True) -> pl.LazyFrame:
+                      stats: MutableMapping[str, int] | None = None, check_values: bool = True,
+                      on_bad_value: OnBadValue = "error") -> pl.LazyFrame:
     """Observations of the Costanzo 2016 SGA files (any subset of :data:`FILE_NAMES`), lazily.
 
     ``paths``: one file or several (read in the order given; ``source_row`` counts
     per file). ``on_unknown``: ``"error"`` (default) raises on a strain that does not
     parse, naming file, line and strain; ``"skip"`` drops its rows. ``stats``: a dict
     the counts are added to (``rows_read``, ``skipped_unparsed``, ``markers_removed``, ``rows``).
-    ``check_values``: parse the scores in the validation pass (see :mod:`pipeline.sources.phenotypes.tables`).
+    ``check_values``: parse the scores in the validation pass; ``on_bad_value``: ``"error"``
+    (default) or ``"drop"`` (counted) for a non-finite or out-of-range value (see
+    :mod:`pipeline.sources.phenotypes.tables`).
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
     if not paths:
         raise ValueError("scan_costanzo2016 needs at least one file")
-    frames = [scan_table(p, COSTANZO2016, on_unknown=on_unknown, stats=stats, check_values=check_values)
-              for p in paths]
+    frames = [scan_table(p, COSTANZO2016, on_unknown=on_unknown, stats=stats, check_values=check_values,
+                         on_bad_value=on_bad_value) for p in paths]
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")

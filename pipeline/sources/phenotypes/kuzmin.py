@@ -48,6 +48,7 @@ from pipeline.core.perturbations import VALUE_COLUMNS
 from pipeline.sources.phenotypes.tables import (
     NULL_VALUES,
     Located,
+    OnBadValue,
     OnUnknown,
     TableFormat,
     observations,
@@ -80,19 +81,24 @@ _HEADER_SEARCH_ROWS = 6
 
 
 def scan_kuzmin2018(path: str | Path, *, on_unknown: OnUnknown = "error",
-                    stats: MutableMapping[str, int] | None = None, check_values: bool = True) -> pl.LazyFrame:
+                    stats: MutableMapping[str, int] | None = None, check_values: bool = True,
+                    on_bad_value: OnBadValue = "error") -> pl.LazyFrame:
     """Observations of Kuzmin 2018 Data S1 (``aao1729_data_s1.tsv[.gz]``), lazily.
 
     ``on_unknown``: ``"error"`` (default) raises on a strain that does not parse,
     naming file, line and strain; ``"skip"`` drops its rows. ``stats``: a dict the
     counts are added to (``rows_read``, ``skipped_unparsed``, ``markers_removed``, ``rows``).
-    ``check_values``: parse the scores in the validation pass (see :mod:`pipeline.sources.phenotypes.tables`).
+    ``check_values``: parse the scores in the validation pass; ``on_bad_value``: ``"error"``
+    (default) or ``"drop"`` (counted) for a non-finite or out-of-range value (see
+    :mod:`pipeline.sources.phenotypes.tables`).
     """
-    return scan_table(path, KUZMIN2018, on_unknown=on_unknown, stats=stats, check_values=check_values)
+    return scan_table(path, KUZMIN2018, on_unknown=on_unknown, stats=stats, check_values=check_values,
+                      on_bad_value=on_bad_value)
 
 
 def read_kuzmin2020(path: str | Path, *, on_unknown: OnUnknown = "error",
-                    stats: MutableMapping[str, int] | None = None, check_values: bool = True) -> pl.LazyFrame:
+                    stats: MutableMapping[str, int] | None = None, check_values: bool = True,
+                    on_bad_value: OnBadValue = "error") -> pl.LazyFrame:
     """Observations of one Kuzmin 2020 table workbook (Table S1 or S3, ``.xlsx``).
 
     Same arguments as :func:`scan_kuzmin2018`. Errors name the sheet row (1-based,
@@ -137,4 +143,5 @@ def read_kuzmin2020(path: str | Path, *, on_unknown: OnUnknown = "error",
             raise where.error(int(raw["_row"][r]), f"a number (or an empty cell) in column "
                                                    f"{KUZMIN2020.canonical(k)!r}", raw[k][r])
     return observations(parsed.lazy(), KUZMIN2020, where, source_file=str(path),
-                        screen=None if "screen" in found else screen, on_unknown=on_unknown, stats=stats)
+                        screen=None if "screen" in found else screen, on_unknown=on_unknown, stats=stats,
+                        on_bad_value=on_bad_value, strings=raw.lazy)

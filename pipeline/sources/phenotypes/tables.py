@@ -24,21 +24,29 @@ Contract:
   collects the frame anyway, like the dataset stage, parses them once, and on a
   polars error calls the reader again with ``check_values=True`` for the message.
 - **Values.** Score columns are float64; empty fields, ``NA``, ``N/A``, ``NaN``,
-  ``nan`` and ``-`` are null (not measured). Text tables: no quoting, ``\n`` or
-  ``\r\n`` line ends, plain or gzip; a row's fields beyond the header's are ignored
-  (trailing tabs) and missing trailing fields are null. Blank lines are skipped but
-  counted in the line numbers of errors.
+  ``nan`` and ``-`` are null (not measured). A value that is stored wrong is a *bad
+  value* (:func:`bad_value`): any other spelling of NaN, ``inf``/``-inf``, a magnitude
+  beyond float32 (``1e39``: the dataset stores float32), a P-value outside [0, 1], a
+  negative standard deviation. ``on_bad_value="error"`` (default) raises naming the
+  file, line, column and value of the first; ``"drop"`` drops those rows (before the
+  strains are vetted) and counts them as ``dropped_bad_value``. Text tables: UTF-8
+  (a byte that is not is an error naming its line and byte offset), no quoting,
+  ``\n`` or ``\r\n`` line ends, plain or gzip (a truncated stream is an error naming
+  the file); a row's fields beyond the header's are ignored (trailing tabs) and
+  missing trailing fields are null. Blank lines are skipped but counted in the line
+  numbers of errors.
 - **Unparseable strains** (unknown allele kind, no allele suffix, empty id, a ``tm``
   query without a matching allele name, a gene count that disagrees with
   ``Combined mutant type``): ``on_unknown="error"`` raises naming the file, the line
   (sheet row for xlsx) and the strain; ``"skip"`` drops those rows and counts them.
 - **Counts** go to the log and, when the caller passes a dict as ``stats``, are
-  added to it: ``rows_read``, ``skipped_unparsed`` (rows), ``markers_removed``
-  (rows whose query lost a marker), ``rows`` (rows the frame yields).
+  added to it: ``rows_read``, ``dropped_bad_value`` (rows), ``skipped_unparsed`` (rows),
+  ``markers_removed`` (rows whose query lost a marker), ``rows`` (rows the frame yields).
 """
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import logging
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
@@ -63,11 +71,61 @@ from pipeline.sources._table import match_header, missing_columns, normalise_hea
 log = logging.getLogger(__name__)
 
 OnUnknown = Literal["error", "skip"]
+OnBadValue = Literal["error", "drop"]
 #: Cell values read as "not measured".
 NULL_VALUES = ["", "NA", "N/A", "NaN", "nan", "-"]
 #: ``Combined mutant type`` value -> number of perturbed genes.
 MUTANT_TYPES = {"digenic": 2, "trigenic": 3}
 _STRAIN_KEYS = ("query_id", "query_allele", "array_id", "array_allele")
+#: What a value column must hold, for messages (default: a number float32 holds, not NaN or infinite).
+_VALUE_EXPECTED = {"interaction_p": "a P-value in [0, 1]", "fitness_std": "a finite standard deviation >= 0"}
+
+
+def bad_value(key: str, col: pl.Expr | None = None) -> pl.Expr:
+    """True where value column ``key`` (float64 or float32) holds a value that would be stored
+    wrong: NaN, +-inf, one that is infinite as float32 (the dataset's dtype: ``1e39``), a
+    P-value outside [0, 1], a negative deviation. Null (not measured) is not bad.
+
+    >>> df = pl.DataFrame({"interaction_p": [0.5, 1.5, None, float("inf")]})
+    >>> df.select(bad_value("interaction_p"))["interaction_p"].to_list()
+    [False, True, False, True]
+    """
+    c = pl.col(key) if col is None else col
+    bad = ~c.cast(pl.Float32).is_finite()  # one test for NaN, inf and float32 overflow (a no-op cast on float32)
+    if key == "interaction_p":
+        bad = bad | (c < 0) | (c > 1)
+    elif key == "fitness_std":
+        bad = bad | (c < 0)
+    return bad.fill_null(False)
+
+
+def any_bad_value(keys: Sequence[str]) -> pl.Expr:
+    """True on rows where any of the value columns ``keys`` holds a bad value (:func:`bad_value`)."""
+    return pl.any_horizontal(*[bad_value(k) for k in keys]) if keys else pl.lit(False)
+
+
+def _fail_on_bad_value(key: str) -> pl.Expr:
+    """Column ``key`` unchanged, but a bad value makes the collect fail inside polars (a strict
+    cast of text to Int8): for frames whose values the validation pass did not parse; their
+    caller reads again with ``check_values=True`` for the located error."""
+    fail = pl.when(bad_value(key)).then(pl.lit(f"a bad value in {key}")).otherwise(pl.lit("0"))
+    return (pl.col(key) + fail.cast(pl.Int8, strict=True)).alias(key)
+
+
+def bad_value_error(where: Located, fmt: TableFormat, strings: pl.LazyFrame, row: int) -> SourceFormatError:
+    """The error for data row ``row``, which holds a bad value: its first bad column, with the
+    text as written (``strings``: the raw frame, value columns as text, and ``_row``)."""
+    got = strings.filter(pl.col("_row") == row).collect()
+    for k in (v for v in VALUE_COLUMNS if v in got.columns):
+        text = got[k][0]
+        if text is None:
+            continue
+        parsed = pl.DataFrame({k: [str(text)]}).select(pl.col(k).str.strip_chars().cast(pl.Float64, strict=False))
+        if parsed.select(bad_value(k))[k][0]:
+            expected = _VALUE_EXPECTED.get(k, "a finite number within float32's range (|x| < 3.4e38)")
+            return where.error(row, f"{expected} in column {fmt.canonical(k)!r} "
+                                    f"(--on-bad-value drop drops such rows and counts them)", text)
+    raise AssertionError(f"{where.path}: row {row} was flagged but holds no bad value")  # pragma: no cover
 
 
 @dataclass(frozen=True)
@@ -152,6 +210,42 @@ def head_lines(path: Path, n: int = 8) -> list[str]:
     return out
 
 
+def text_problem(path: Path) -> SourceFormatError | None:
+    """Slow path (after a failed read): a truncated or corrupt gzip stream, or the first byte
+    that is not UTF-8, as an error naming the file, the line and the byte offset; else None.
+
+    >>> import tempfile, os
+    >>> p = Path(tempfile.mkdtemp()) / "t.tsv"
+    >>> _ = p.write_bytes(b"a\\tb\\nx\\xff\\t1\\n")
+    >>> str(text_problem(p)).endswith("line 2: expected UTF-8 text (byte 0xff at byte offset 5 is not)")
+    True
+    """
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gz else open
+    dec = codecs.getincrementaldecoder("utf-8")()
+    done, line = 0, 1  # bytes decoded before this block, newlines so far + 1
+    try:
+        with opener(path, "rb") as fh:  # type: ignore[operator]
+            while True:
+                block = fh.read(1 << 22)
+                pending = dec.getstate()[0]  # an incomplete character carried over (no newline in it)
+                data = pending + block
+                try:
+                    dec.decode(block, final=not block)
+                except UnicodeDecodeError as e:
+                    at = done - len(pending) + e.start
+                    where = "uncompressed byte offset" if gz else "byte offset"
+                    return SourceFormatError(path, line + data.count(b"\n", 0, e.start),
+                                             f"UTF-8 text (byte 0x{data[e.start]:02x} at {where} {at} is not)")
+                if not block:
+                    return None
+                done += len(block)
+                line += block.count(b"\n")
+    except (OSError, EOFError) as e:  # gzip: truncated or corrupt
+        return SourceFormatError(path, None, "a complete gzip stream", f"a truncated or corrupt one ({e})")
+
+
 def pick_header(path: str | Path, fmt: TableFormat,
                 candidates: Sequence[tuple[int, list[str]]]) -> tuple[int, list[str], dict[str, int]]:
     """The first candidate (line, fields) with every required column: (line, fields, key -> position).
@@ -198,20 +292,23 @@ def scan_text(path: Path, fmt: TableFormat, header_line: int, header: Sequence[s
         elif key in CODED_COLUMNS and categorical:
             schema[names[i]] = pl.Categorical
     lf = pl.scan_csv(path, separator=sep, has_header=False, skip_lines=header_line, schema=schema,
-                     quote_char=None, null_values=NULL_VALUES, encoding="utf8-lossy", truncate_ragged_lines=True,
+                     quote_char=None, null_values=NULL_VALUES, encoding="utf8", truncate_ragged_lines=True,
                      row_index_name="_row", row_index_offset=1, raise_if_empty=False)
     return lf.select("_row", *[pl.col(names[i]).alias(k) for k, i in found.items()])
 
 
 def scan_table(path: str | Path, fmt: TableFormat, *, on_unknown: OnUnknown = "error",
                stats: MutableMapping[str, int] | None = None, screen: str | None = None,
-               sep: str = "\t", check_values: bool = True) -> pl.LazyFrame:
+               sep: str = "\t", check_values: bool = True, on_bad_value: OnBadValue = "error") -> pl.LazyFrame:
     """A plain or gzip delimited table with a header (optionally after a title line) -> observations."""
     path = Path(path)
     header_line, header, found = find_header(path, fmt, sep)
     where = Located(str(path), header_line)
 
     def locate(exc: Exception) -> SourceFormatError | None:
+        problem = text_problem(path)  # truncated gzip, not UTF-8
+        if problem is not None:
+            return problem
         raw = scan_text(path, fmt, header_line, header, found, sep, strings=True)
         hit = first_bad_value(raw, [k for k in found if k in VALUE_COLUMNS])
         if hit is None:
@@ -221,7 +318,8 @@ def scan_table(path: str | Path, fmt: TableFormat, *, on_unknown: OnUnknown = "e
 
     raw = scan_text(path, fmt, header_line, header, found, sep)
     return observations(raw, fmt, where, source_file=str(path), screen=screen, on_unknown=on_unknown,
-                        stats=stats, on_parse_error=locate, check_values=check_values)
+                        stats=stats, on_parse_error=locate, check_values=check_values, on_bad_value=on_bad_value,
+                        strings=lambda: scan_text(path, fmt, header_line, header, found, sep, strings=True))
 
 
 def first_bad_value(raw: pl.LazyFrame, value_keys: Sequence[str]) -> tuple[int, str, str] | None:
@@ -241,42 +339,59 @@ def observations(raw: pl.LazyFrame, fmt: TableFormat, where: Located, *, source_
                  screen: str | None = None, on_unknown: OnUnknown = "error",
                  stats: MutableMapping[str, int] | None = None,
                  on_parse_error: Callable[[Exception], SourceFormatError | None] | None = None,
-                 check_values: bool = True) -> pl.LazyFrame:
+                 check_values: bool = True, on_bad_value: OnBadValue = "error",
+                 strings: Callable[[], pl.LazyFrame] | None = None) -> pl.LazyFrame:
     """The observations of one table, in OBSERVATION_SCHEMA, lazily; validates first (see module doc).
 
     ``raw`` has the columns of ``fmt`` by key (those found), value columns float64, and
     ``_row``. ``screen`` is a constant screen id when the table has no screen column.
     ``on_parse_error(exc)`` is called when the validation pass fails inside polars
-    (a non-numeric value); it must return a SourceFormatError to raise (or None).
-    ``check_values=False``: the validation pass does not parse the value columns.
+    (a non-numeric value, a truncated gzip stream, a byte that is not UTF-8); it must
+    return a SourceFormatError to raise (or None). ``strings()``: ``raw`` with the value
+    columns as text, for the message naming a bad value (default: ``raw``, formatted).
+    ``check_values=False``: the validation pass does not parse the value columns (with
+    ``on_bad_value="error"``; dropping needs their counts): a non-numeric or bad value
+    then fails the collect of the frame returned, inside polars.
     """
     if on_unknown not in ("error", "skip"):
         raise ValueError(f"on_unknown must be 'error' or 'skip', got {on_unknown!r}")
+    if on_bad_value not in ("error", "drop"):
+        raise ValueError(f"on_bad_value must be 'error' or 'drop', got {on_bad_value!r}")
     cols = set(raw.collect_schema().names())
-    values = [v for v in VALUE_COLUMNS if v in cols] if check_values else []
+    present = [v for v in VALUE_COLUMNS if v in cols]
+    values = present if check_values or on_bad_value == "drop" else []
     has_mt = "mutant_type" in cols
     # blank lines come through as rows of nulls: they are not data
     raw = raw.filter(pl.any_horizontal(pl.col(k).is_not_null() for k in _STRAIN_KEYS))
+    raw = raw.with_columns(any_bad_value(values).alias("_bad"))
+    good = ~pl.col("_bad")
     mt = [pl.col("mutant_type").str.strip_chars().str.to_lowercase().alias("mutant_type")] if has_mt else []
     qkeys = ["query_id", "query_allele"] + (["mutant_type"] if has_mt else [])
-    # the value columns take part only so that they are parsed: a non-numeric score fails here
+    # rows with a bad value are not counted for their strains (dropped first, or an error);
+    # parsing the values here makes a non-numeric score fail here
     q_plan = (raw.with_columns(*mt).group_by(qkeys)
-              .agg(pl.len().alias("n"), pl.col("_row").min().alias("first"),
-                   *[pl.col(v).null_count().alias(f"_nulls_{v}") for v in values]))
+              .agg(pl.len().alias("_n_all"), good.sum().alias("n"), pl.col("_row").filter(good).min().alias("first"),
+                   pl.col("_row").filter(pl.col("_bad")).min().alias("_first_bad")))
     a_plan = (raw.group_by("array_id", "array_allele")
-              .agg(pl.len().alias("n"), pl.col("_row").min().alias("first")))
+              .agg(good.sum().alias("n"), pl.col("_row").filter(good).min().alias("first")))
     try:
         # no common-subplan elimination: it would cache (materialise) the shared scan for both plans
         q, a = pl.collect_all([q_plan, a_plan], engine="streaming",
                               optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
-    except pl.exceptions.PolarsError as e:
+    except (pl.exceptions.PolarsError, OSError) as e:  # OSError: a truncated gzip stream
         err = on_parse_error(e) if on_parse_error else None
         if err is not None:
             raise err from e
         raise SourceFormatError(where.path, None, f"a readable {fmt.title}", str(e).split("\n")[0]) from e
-    rows_read = int(q["n"].sum())
+    rows_read = int(q["_n_all"].sum())
     if rows_read == 0:
         raise SourceFormatError(where.path, None, f"data rows after the {fmt.title} header", "none")
+    n_bad = rows_read - int(q["n"].sum())
+    if n_bad and on_bad_value == "error":
+        text = strings() if strings is not None else raw.select("_row", *[pl.col(v).cast(pl.String) for v in present])
+        raise bad_value_error(where, fmt, text, int(q["_first_bad"].min()))  # type: ignore[arg-type]
+    q, a = q.filter(pl.col("n") > 0).drop("_n_all", "_first_bad"), a.filter(pl.col("n") > 0)
+    raw = raw.filter(good)
 
     q, a, q_bad, a_bad = vet_strains(q, a, fmt, has_mt, where, on_unknown)
     skipped = 0
@@ -288,7 +403,7 @@ def observations(raw: pl.LazyFrame, fmt: TableFormat, where: Located, *, source_
                           how="semi", nulls_equal=True).select(pl.len()).collect(engine="streaming").item())
             skipped -= int(both)
     q_ok, a_ok = q.filter(pl.col("q_problem").is_null()), a.filter(pl.col("a_problem").is_null())
-    report_counts(where, q, q_bad, a_bad, rows_read, skipped, stats)
+    report_counts(where, q, q_bad, a_bad, rows_read, skipped, stats, n_bad)
 
     bad_ids = pl.concat([q_bad["query_id"], a_bad["array_id"]])
     out = _genes_and_types(raw.with_columns(*mt), q_ok, a_ok, qkeys, bad_ids).select(
@@ -298,8 +413,8 @@ def observations(raw: pl.LazyFrame, fmt: TableFormat, where: Located, *, source_
         (pl.col("screen").cast(pl.String) if "screen" in cols else pl.lit(screen, dtype=pl.String)).alias("screen"),
         pl.col("_genes").alias("genes"),
         pl.col("_types").alias("types"),
-        *[(pl.col(v).fill_nan(None) if v in cols else pl.lit(None, dtype=pl.Float64)).alias(v)
-          for v in VALUE_COLUMNS],
+        *[((pl.col(v) if values else _fail_on_bad_value(v)) if v in cols else pl.lit(None, dtype=pl.Float64))
+          .alias(v) for v in VALUE_COLUMNS],
         pl.col("_genes").list.len().cast(pl.UInt8).alias("n_perturbed"),
     )
     return out.select(list(OBSERVATION_SCHEMA)).cast(OBSERVATION_SCHEMA)  # type: ignore[arg-type]
@@ -344,16 +459,20 @@ def vet_strains(q: pl.DataFrame, a: pl.DataFrame, fmt: TableFormat, has_mt: bool
 
 
 def report_counts(where: Located, q: pl.DataFrame, q_bad: pl.DataFrame, a_bad: pl.DataFrame, rows_read: int,
-                  skipped: int, stats: MutableMapping[str, int] | None) -> None:
-    """Log a table's counts and add them to ``stats`` (rows_read, skipped_unparsed, markers_removed, rows)."""
+                  skipped: int, stats: MutableMapping[str, int] | None, dropped_bad: int = 0) -> None:
+    """Log a table's counts and add them to ``stats`` (rows_read, dropped_bad_value, skipped_unparsed,
+    markers_removed, rows)."""
     markers = int(q.filter(pl.col("q_problem").is_null() & (pl.col("q_markers_removed") > 0))["n"].sum())
+    if dropped_bad:
+        log.warning("%s: dropped %d of %d rows with a bad value (non-finite, beyond float32, a P-value outside "
+                    "[0, 1] or a negative deviation)", where.path, dropped_bad, rows_read)
     if skipped:
         log.warning("%s: skipped %d of %d rows naming a strain that does not parse (%d query, %d array strains)",
                     where.path, skipped, rows_read, q_bad.height, a_bad.height)
     log.info("%s: %d rows, %d with the marker removed from the query", where.path, rows_read, markers)
     if stats is not None:
-        counts = {"rows_read": rows_read, "skipped_unparsed": skipped, "markers_removed": markers,
-                  "rows": rows_read - skipped}
+        counts = {"rows_read": rows_read, "dropped_bad_value": dropped_bad, "skipped_unparsed": skipped,
+                  "markers_removed": markers, "rows": rows_read - dropped_bad - skipped}
         for k, v in counts.items():
             stats[k] = stats.get(k, 0) + v
 
