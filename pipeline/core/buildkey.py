@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.digests import damaged_files
 from pipeline.core.errors import StoreError
+
+log = logging.getLogger("pipeline.build")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -27,10 +31,18 @@ def build_key(spec: dict[str, Any]) -> str:
 
 
 def is_current(store: Path, key: str, manifest_of: Callable[[Path], dict[str, Any]], force: bool = False) -> bool:
-    """True if ``store`` exists, opens, and was built with ``key`` (never when ``force``)."""
+    """True if ``store`` exists, opens, was built with ``key`` and every file it stored is as
+    published (never when ``force``); a damaged store is logged and rebuilt."""
     if force or not store.exists():
         return False
     try:
-        return manifest_of(store).get("build_key") == key
+        manifest = manifest_of(store)
     except StoreError:  # incomplete or foreign: rebuild
         return False
+    if manifest.get("build_key") != key:
+        return False
+    problems = damaged_files(store, manifest["files"]) if "files" in manifest else []
+    if problems:
+        log.warning("%s is damaged (%d file(s): %s): rebuilding it", store, len(problems), "; ".join(problems[:3]))
+        return False
+    return True

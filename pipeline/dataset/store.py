@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.core.atomic import clean_stale, discard, publish_dir, staging_dir
+from pipeline.core.digests import file_digests
 from pipeline.core.errors import StoreError
 from pipeline.core.genes import GeneIndex
 
@@ -43,7 +44,8 @@ def write_dataset(final: Path, samples: pl.DataFrame, genes: GeneIndex, manifest
         pl.DataFrame({"index": np.arange(len(genes), dtype=np.int32), "id": genes.table["id"]}).write_parquet(
             tmp / "genes.parquet")
         body = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
-                "genes": {"n": len(genes), "fingerprint": genes.fingerprint}, "n_samples": samples.height}
+                "genes": {"n": len(genes), "fingerprint": genes.fingerprint}, "n_samples": samples.height,
+                "files": file_digests(tmp)}
         (tmp / "manifest.json").write_text(json.dumps(body, indent=2, sort_keys=True))
     except BaseException:
         discard(tmp)

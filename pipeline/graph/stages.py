@@ -27,6 +27,7 @@ import zarr
 
 from pipeline.core.atomic import clean_stale, discard, discard_own, publish_dir, staging_dir
 from pipeline.core.buildkey import build_key, is_current
+from pipeline.core.digests import file_digests
 from pipeline.core.edges import EdgeTable
 from pipeline.core.errors import AmbiguousSourceError, SourceFormatError, SourceMissingError
 from pipeline.core.genes import GeneIndex, read_gene_list, read_gene_table_tsv
@@ -330,6 +331,7 @@ def publish_graph(plan: BuildPlan, staging: Path, genes: GeneIndex, edge_meta: d
         "synthetic_inputs": any(v.synthetic for v in _all_inputs(plan)),
         "genes": {"n": len(genes), "fingerprint": genes.fingerprint, "source": plan.genes.path},
         "edge_types": edge_meta,
+        "files": file_digests(staging),  # every stored byte: checked by pipeline.verify and up-to-date checks
     }
     write_manifest(zarr.open_group(str(staging), mode="r+"), manifest)
     publish_dir(staging, plan.store)

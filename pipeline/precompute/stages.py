@@ -37,6 +37,7 @@ import numpy as np
 
 from pipeline.core.atomic import is_live, own, publish_dir, release
 from pipeline.core.buildkey import build_key, is_current
+from pipeline.core.digests import file_digests
 from pipeline.core.errors import StoreError
 from pipeline.core.ragged import indptr_from_lengths, segment_sum
 from pipeline.core.version import __version__
@@ -50,6 +51,7 @@ from pipeline.precompute.store import (
     ADJACENCY,
     FORMAT_VERSION,
     KHOP_GENES,
+    PROGRESS,
     StagingStore,
     has_marker,
     open_precomputed,
@@ -404,6 +406,7 @@ def publish_precompute(plan: PrecomputePlan, staging: Path, results: TaskResults
         "adjacency": [a.to_dict() for a in results.adjacency],
         "stored_bytes": sizes, "seconds": {"compute_seconds": results.compute_seconds},
         "resumed_tasks": results.resumed_tasks, "recomputed_tasks": results.recomputed_tasks,
+        "files": file_digests(staging, skip=(PROGRESS,)),  # every stored byte (the markers go next)
     }
     StagingStore.open(staging, mode="r+").write_manifest(manifest)
     remove_markers(staging)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.digests import damaged_files
 from pipeline.core.errors import PipelineError
 from pipeline.core.perturbations import CODES
 from pipeline.graph.store import GraphStore, open_graph
@@ -142,11 +143,11 @@ def verify(path: str | Path, samples: int = 64, seed: int = 0, graph_path: str |
     store = open_precomputed(path)
     m = store.manifest
     graph = open_graph(graph_path or m["graph"]["path"])
-    problems: list[str] = []
+    problems: list[str] = damaged_files(path, m["files"]) if "files" in m else []
     try:
         store.check_against(graph.fingerprint, {t: graph.edge_attrs(t)["fingerprint"] for t in graph.edge_types})
     except PipelineError as e:
-        return [str(e)]
+        return [*problems, str(e)]
     for marker in m["chunks"]:
         problems += verify_sample_chunk(str(path), SampleChunkDone.from_dict(marker))
     for marker in m["adjacency"]:
@@ -162,9 +163,17 @@ def verify(path: str | Path, samples: int = 64, seed: int = 0, graph_path: str |
     rng = np.random.default_rng(seed)
     if {"masks", "khop"} & set(m["parameters"]["artifacts"]) and store.n_samples:
         ids = np.sort(rng.choice(store.n_samples, size=min(samples, store.n_samples), replace=False))
-        problems += _check_samples(store, graph, ids)
-    problems += _check_adjacency(store, graph, rng, n_steps=4)
+        problems += _guarded("recomputed samples", _check_samples, store, graph, ids)
+    problems += _guarded("adjacency steps", _check_adjacency, store, graph, rng, 4)
     return problems
+
+
+def _guarded(what: str, check: Any, *args: Any) -> list[str]:
+    """A check's problems; a store too damaged to read gives a problem line, not a traceback."""
+    try:
+        return check(*args)
+    except Exception as e:  # noqa: BLE001 - zarr and numcodecs raise many types on damaged bytes
+        return [f"{what}: could not be read ({type(e).__name__}: {e})"]
 
 
 def main(argv: list[str] | None = None) -> int:
