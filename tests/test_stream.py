@@ -26,7 +26,7 @@ def build(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("stream")
     added = tmp / "added.tsv"
     added.write_text("id\tname\nGFP\tgfp\n")
-    res = run_build(BuildConfig.create(graphs=["string12", "regulatory"], raw=tmp / "raw", out=tmp / "out",
+    res = run_build(BuildConfig.create(graphs=["string12", "regulatory"], out=tmp / "out",  # inputs: the samples
                                 datasets=["kuzmin2018", "costanzo2016"], added_genes=added,
                                 precompute=PrecomputeConfig(**PRE)))
     return Path(res.graph).parent
@@ -139,26 +139,149 @@ def test_lmdb_layout_gives_the_zarr_batches(build):
                 assert torch.equal(x.bits, y.bits)
 
 
-def test_transformer_batch_carries_the_steps_adjacency_rows(build):
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("layout", ["zarr", "lmdb"])
+def test_transformer_rows_expand_to_exactly_expand_rows(build, weighted, layout):
+    """Every graph of every step: the compact rows expanded from the static CSR equal expand_rows."""
     from pipeline.graph.store import open_graph
     from pipeline.precompute.adjacency import expand_rows
 
-    ds = PerturbationStream(build, fmt="transformer", batch_size=32)
+    ds = PerturbationStream(build, fmt="transformer", batch_size=32, weighted_targets=weighted, layout=layout)
+    static = ds.static()
     g = open_graph(build / "graph.zarr")
+    assert g.added.any(), "the fixture has an added gene"
     z = zarr.open_group(str(build / "precomputed.zarr"), mode="r")
-    for b in list(ds)[:10]:
-        assert b.adjacency, "a transformer batch without adjacency rows"
-        for t, adj in b.adjacency.items():
+    batches = list(ds)[:10]
+    assert {b.step % 8 for b in batches} == set(range(8))  # every stored step
+    for b in batches:
+        assert set(b.rows) == set(ds.adjacency_graphs) and b.rows
+        for t, adj in b.adjacency(static).items():
             s = b.step % 8
-            rows = z[f"adjacency/{t}/rows"][0, s]
-            assert adj.rows.tolist() == rows.tolist()
+            rows, negs = z[f"adjacency/{t}/rows"][0, s], z[f"adjacency/{t}/negatives"][0, s]
             csr = g.csr(t)
-            ptr, cols, target, pos = expand_rows(csr.indptr, csr.indices, csr.weights, rows,
-                                                 z[f"adjacency/{t}/negatives"][0, s])
-            assert adj.cols.tolist() == cols.tolist() and np.allclose(adj.target.numpy(), target)
-            sums = torch.zeros(len(adj.rows)).index_add_(0, torch.repeat_interleave(
-                torch.arange(len(adj.rows)), adj.row_ptr.diff()), adj.target)
-            assert torch.allclose(sums[adj.rows >= 0], torch.ones(int((adj.rows >= 0).sum())), atol=1e-5)
+            ptr, cols, target, pos = expand_rows(csr.indptr, csr.indices, csr.weights, rows, negs, weighted=weighted)
+            assert adj.rows.tolist() == rows.tolist() and adj.row_ptr.tolist() == ptr.tolist(), t
+            assert adj.cols.tolist() == cols.tolist() and adj.positive.tolist() == pos.tolist(), t
+            assert np.array_equal(adj.target.numpy(), target), t  # bit-exact, not allclose
+            assert not (~static.valid[adj.cols]).any() and not (~static.valid[adj.rows[adj.valid]]).any()
+            assert b.rows[t].negatives().tolist() == negs.tolist()
+            gpu_path = b.rows[t].expand_torch(static, t)  # the torch ops a GPU runs, here on the CPU
+            assert gpu_path.cols.tolist() == cols.tolist() and gpu_path.row_ptr.tolist() == ptr.tolist(), t
+            assert np.array_equal(gpu_path.target.numpy(), target) and gpu_path.positive.tolist() == pos.tolist()
+
+
+def test_transformer_ships_compact_rows(build):
+    from multiprocessing.reduction import ForkingPickler
+
+    ds = PerturbationStream(build, fmt="transformer", batch_size=32)
+    b = next(iter(ds))
+    c = next(iter(b.rows.values()))
+    assert c.rows.dtype == torch.int16 and c.neg_lo.dtype == torch.uint8 and c.neg_hi.dtype == torch.uint8
+    back = ForkingPickler.loads(ForkingPickler.dumps(b))  # the worker -> main hand-over
+    assert type(back) is type(b) and back.step == b.step and torch.equal(back.pert_genes, b.pert_genes)
+    for t in b.rows:
+        assert torch.equal(back.rows[t].negatives(), b.rows[t].negatives())
+
+
+def test_records_from_another_build_are_refused(build, tmp_path):
+    import json
+    import shutil
+
+    import lmdb
+
+    from pipeline.core.errors import StoreError
+    from pipeline.precompute.records.format import MANIFEST_KEY, META_DB
+
+    copy = tmp_path / "b"
+    shutil.copytree(build, copy)
+    env = lmdb.open(str(copy / "records.lmdb"), max_dbs=4, subdir=True)
+    meta = env.open_db(META_DB)
+    with env.begin(write=True, db=meta) as txn:
+        m = json.loads(bytes(txn.get(MANIFEST_KEY)))
+        m["build_key"] = "0" * 64
+        txn.put(MANIFEST_KEY, json.dumps(m).encode())
+    env.close()
+    PerturbationStream(copy, fmt="index")  # the zarr layout does not read the records
+    with pytest.raises(StoreError, match="records.lmdb was written from another build .*rebuild with --lmdb"):
+        PerturbationStream(copy, fmt="index", layout="lmdb")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    (dict(batch_size=2.5), "batch_size must be an integer"),
+    (dict(batch_size=True), "batch_size must be an integer"),
+    (dict(window_blocks=0), "window_blocks must be an integer >= 1"),
+    (dict(k=0), "k must be an integer >= 1"),
+    (dict(khop_mode="nope"), "khop_mode 'nope'"),
+    (dict(rank=2, world_size=2), "rank 2 out of range"),
+    (dict(fmt="transformer", adjacency_graphs=["nope"]), r"adjacency_graphs \['nope'\]"),
+])
+def test_bad_arguments_are_refused(build, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PerturbationStream(build, **{"fmt": "index", **kwargs})
+
+
+def test_bad_state_dicts_are_refused_field_by_field(build):
+    ds = PerturbationStream(build, fmt="index", batch_size=16)
+    good = ds.state_dict(last_step=3)
+    for key, bad, match in [("start", -1, "'start' must be an integer >= 0"),
+                            ("epoch", "1", "'epoch' must be an integer"),
+                            ("world_size", 0, "'world_size' must be an integer >= 1"),
+                            ("seed", 9, "seed 9 differs"), ("batch_size", 8, "batch_size 8 differs")]:
+        with pytest.raises(ValueError, match=match):
+            ds.load_state_dict({**good, key: bad})
+    with pytest.raises(ValueError, match="missing 'epoch'"):
+        ds.load_state_dict({k: v for k, v in good.items() if k != "epoch"})
+    with pytest.raises(ValueError, match="expected a dict"):
+        ds.load_state_dict([1, 2])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_pad_marks_exactly_the_repeated_samples(build, drop_last):
+    ds = PerturbationStream(build, fmt="graph", batch_size=48, world_size=1, rank=0, drop_last=drop_last)
+    batches = list(ds)
+    real = [i for b in batches for i, p in zip(b.sample_ids.tolist(), b.pad.tolist(), strict=True) if not p]
+    assert len(real) == len(set(real))  # no real sample twice
+    if drop_last:
+        assert not any(b.pad.any() for b in batches) and len(real) == len(ds.ids) // 48 * 48
+    else:
+        assert sorted(real) == sorted(ds.ids.tolist())  # ... and every sample once
+        assert batches[-1].pad.any() and all(len(b) == 48 for b in batches)
+        assert torch.equal(batches[-1].valid, ~batches[-1].pad)
+
+
+@pytest.mark.parametrize("num_workers,group", [(2, 3), (3, 1)])
+def test_stream_loader_gives_the_dataloader_batches_and_resumes(build, num_workers, group):
+    from pipeline.stream import StreamLoader
+
+    ds = PerturbationStream(build, fmt="graph", batch_size=16)
+    want = list(ds)
+    got = list(StreamLoader(ds, num_workers=num_workers, group=group, multiprocessing_context="fork"))
+    assert [b.step for b in got] == [b.step for b in want] and _ids(got) == _ids(want)
+    assert all(torch.equal(x.flip_genes, y.flip_genes) and torch.equal(x.pad, y.pad) for x, y in zip(got, want))
+    it = iter(StreamLoader(ds, num_workers=num_workers, group=group, multiprocessing_context="fork"))
+    seen = [next(it) for _ in range(7)]
+    del it
+    ds2 = PerturbationStream(build, fmt="graph", batch_size=16)
+    ds2.load_state_dict(ds.state_dict(last_step=seen[-1].step))
+    rest = list(StreamLoader(ds2, num_workers=2, group=4, multiprocessing_context="fork"))
+    assert _ids(seen) + _ids(rest) == _ids(want)
+
+
+def test_negative_packing_round_trips():
+    from pipeline.stream.batches import neg_bits, pack_negatives, unpack_negatives
+
+    rng = np.random.default_rng(0)
+    for n_genes in (7, 255, 256, 6607, 65535):
+        bits = neg_bits(n_genes)
+        v = rng.integers(-1, n_genes, size=(3, 64))
+        lo, hi = pack_negatives(v, bits)
+        assert lo.dtype == np.uint8 and hi.shape == (3, 64 // 8 * (bits - 8))
+        for i in range(3):
+            got = unpack_negatives(torch.from_numpy(lo[i]), torch.from_numpy(hi[i]), bits)
+            assert got.tolist() == v[i].tolist(), n_genes
+    with pytest.raises(ValueError, match="16 bits"):
+        neg_bits(65536)
 
 
 def test_map_style_and_to_device(build):
@@ -192,13 +315,15 @@ def test_stream_benchmark_smoke(build, tmp_path, capsys):
     from benchmarks.stream import main as bench
 
     out = tmp_path / "s.json"
-    assert bench(["--build", str(build), "--seconds", "0.2", "--batch-sizes", "16", "--workers", "0",
-                  "--baseline-samples", "2", "--json", str(out)]) == 0
+    assert bench(["--build", str(build), "--seconds", "0.2", "--batch-sizes", "16", "--workers", "0", "1",
+                  "--baseline-samples", "2", "--peers", "none", "--json", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "baseline: HeteroData" in table and "graph" in table
+    assert "baseline: HeteroData" in table and "graph" in table and "CPU-expanded" in table
     names = {r["name"] for r in json.loads(out.read_text())}
-    assert {"stream.graph.zarr.b16.w0.samples_per_s", "stream.khop.lmdb.b16.w0.samples_per_s",
-            "stream.transformer.zarr.b16.w0.samples_per_s", "stream.baseline.full_graph.samples_per_s"} <= names
+    assert {"stream.graph.zarr.b16.w0.samples_per_s", "stream.khop.lmdb.b16.w1.samples_per_s",
+            "stream.transformer.zarr.b16.w1.step_bytes", "stream.transformer.lmdb.b16.w0.steps_per_s",
+            "stream.baseline.transformer_cpu_expanded.b16.w1.steps_per_s",
+            "stream.transformer.expand_device_cpu.steps_per_s", "stream.baseline.full_graph.samples_per_s"} <= names
 
 
 def _train(step_fn, params, steps=40, lr=3e-3):
@@ -220,14 +345,15 @@ def test_reference_transformer_trains_from_the_stream(build):
     ds = PerturbationStream(build, fmt="transformer", batch_size=2)  # full attention over ~6k genes: keep it small
     static = ds.static()
     batch = next(iter(DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="fork")))
-    graphs = list(batch.adjacency)[:2]
+    adj = batch.adjacency(static)
+    graphs = list(adj)[:2]
     model = GraphRegularisedTransformer(static.n_genes, static.gene_x.shape[1], d_model=8, n_heads=1,
                                         n_labels=2, reg_heads={graphs[0]: (0, 0), graphs[1]: (1, 0)})
 
     parts = []
 
     def step():
-        pred, reg = model(static.gene_x, batch.pert_ptr, batch.pert_genes, batch.pert_types, batch.adjacency)
+        pred, reg = model(static.gene_x, batch.pert_ptr, batch.pert_genes, batch.pert_types, adj)
         assert torch.isfinite(pred).all() and torch.isfinite(reg)
         mse = masked_mse(pred, batch.y, batch.y_mask)
         parts.append((float(mse), float(reg)))
@@ -237,7 +363,7 @@ def test_reference_transformer_trains_from_the_stream(build):
     assert losses[-1] < losses[0]
     assert parts[-1][0] < 0.5 * parts[0][0] and parts[-1][1] < parts[0][1]  # label loss and graph KL both fall
     with torch.no_grad():
-        _, reg0 = model.eval()(static.gene_x, batch.pert_ptr, batch.pert_genes, batch.pert_types, batch.adjacency)
+        _, reg0 = model.eval()(static.gene_x, batch.pert_ptr, batch.pert_genes, batch.pert_types, adj)
     assert reg0 > 0
 
 

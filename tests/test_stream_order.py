@@ -18,15 +18,19 @@ def _subset(n_store: int = 1000, keep: float = 0.7, seed: int = 0) -> np.ndarray
     return np.flatnonzero(rng.random(n_store) < keep).astype(np.int64)
 
 
-def _rank_order(plan: Plan, *, start: int, rank: int, world_size: int, num_workers: int) -> list[int]:
-    """What a DataLoader hands the rank: worker outputs interleaved round-robin, as torch does."""
-    per_worker = [batches_for(plan, start=start, rank=rank, world_size=world_size, worker=w,
-                              num_workers=num_workers).tolist() for w in range(num_workers)]
+def _rank_order(plan: Plan, *, start: int, rank: int, world_size: int, num_workers: int, group: int = 1) -> list[int]:
+    """What a DataLoader hands the rank: worker outputs (groups of ``group`` batches) interleaved
+    round-robin, as torch does, then flattened."""
+    per_worker = []
+    for w in range(num_workers):
+        mine = batches_for(plan, start=start, rank=rank, world_size=world_size, worker=w, num_workers=num_workers,
+                           group=group).tolist()
+        per_worker.append([mine[i:i + group] for i in range(0, len(mine), group)])
     out = []
     for k in range(sum(map(len, per_worker))):
         w = k % num_workers
         assert k // num_workers < len(per_worker[w]), "a worker ran dry before its turn: not round-robin"
-        out.append(per_worker[w][k // num_workers])
+        out += per_worker[w][k // num_workers]
     return out
 
 
@@ -187,6 +191,16 @@ def test_batches_for_partitions_and_interleaves_in_order(world, num_workers):
     for rank in range(world):
         assert _rank_order(plan, start=0, rank=rank, world_size=world, num_workers=num_workers) == \
             list(range(rank, len(plan.batches), world))
+
+
+@pytest.mark.parametrize("world,num_workers,group", list(itertools.product(WORLD, [1, 2, 3], [2, 5])))
+def test_grouped_hand_over_keeps_the_rank_order(world, num_workers, group):
+    plan = plan_epoch(np.arange(203), batch_size=4, world_size=world)
+    for start in (0, world * 3):
+        for rank in range(world):
+            want = list(range(start + rank, len(plan.batches), world))
+            got = _rank_order(plan, start=start, rank=rank, world_size=world, num_workers=num_workers, group=group)
+            assert got == want
 
 
 @pytest.mark.parametrize("world", WORLD)

@@ -13,7 +13,7 @@ unexpected, with its array and the rows its chunk holds.
 {'a.bin': '352441c2'}
 >>> _ = (d / "a.bin").write_bytes(b"abd")
 >>> damaged_files(d, sums)
-['a.bin: checksum differs (stored 352441c2, now 6a2ff05a)']
+['a.bin: checksum differs (stored 352441c2, now ab40d461)']
 """
 
 from __future__ import annotations

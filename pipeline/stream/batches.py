@@ -18,12 +18,86 @@ form and are expanded on whatever device the batch is on, vectorised over the ba
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 B = TypeVar("B", bound="_Tensors")
+
+
+def _flatten(obj: Any, arrays: list[torch.Tensor]) -> Any:
+    """The layout of ``obj`` with every tensor replaced by its index in ``arrays`` (appended to)."""
+    if isinstance(obj, torch.Tensor):
+        arrays.append(obj)
+        return ("t", len(arrays) - 1)
+    if isinstance(obj, _Tensors):
+        return ("o", type(obj), {f.name: _flatten(getattr(obj, f.name), arrays) for f in fields(obj)})  # type: ignore[arg-type]
+    if isinstance(obj, dict):
+        return ("d", {k: _flatten(v, arrays) for k, v in obj.items()})
+    if isinstance(obj, list):
+        return ("l", [_flatten(v, arrays) for v in obj])
+    return ("v", obj)
+
+
+def _unflatten(layout: Any, tensors: list[torch.Tensor]) -> Any:
+    kind, body = layout[0], layout[1:]
+    if kind == "t":
+        return tensors[body[0]]
+    if kind == "o":
+        return body[0](**{k: _unflatten(v, tensors) for k, v in body[1].items()})
+    if kind == "d":
+        return {k: _unflatten(v, tensors) for k, v in body[0].items()}
+    if kind == "l":
+        return [_unflatten(v, tensors) for v in body[0]]
+    return body[0]
+
+
+#: Blobs from this size on travel in one shared-memory segment (a handle through the pipe, no copies
+#: of the bytes through it); smaller ones through the pipe, where a copy is cheaper than a segment.
+SHM_MIN_BYTES = 64 * 1024
+
+
+def _rebuild(layout: Any, meta: tuple[tuple[str, tuple[int, ...], int], ...], blob: bytearray | torch.Tensor) -> Any:
+    """Inverse of ``_Tensors.__reduce__``: tensors are views into ``blob`` (no copy)."""
+    buf = blob.numpy() if isinstance(blob, torch.Tensor) else blob
+    tensors = [torch.from_numpy(np.frombuffer(buf, dt, math.prod(shape), off).reshape(shape))
+               for dt, shape, off in meta]
+    return _unflatten(layout, tensors)
+
+
+def shipped_bytes(obj: Any) -> int:
+    """Bytes a DataLoader worker hands over for ``obj`` (a batch or group): its pickle through the
+    pipe, plus the blob when that travels in shared memory (see :data:`SHM_MIN_BYTES`)."""
+    from multiprocessing.reduction import ForkingPickler
+
+    blob = _pack(obj)[2]
+    return len(ForkingPickler.dumps(obj)) + (blob.numel() if isinstance(blob, torch.Tensor) else 0)
+
+
+def _pack(obj: Any) -> tuple[Any, tuple[tuple[str, tuple[int, ...], int], ...], bytearray | torch.Tensor]:
+    """(layout, per-tensor (dtype, shape, offset), one blob holding every tensor's bytes) of ``obj``:
+    a bytearray, or from :data:`SHM_MIN_BYTES` on a uint8 tensor allocated in shared memory."""
+    arrays: list[torch.Tensor] = []
+    layout = _flatten(obj, arrays)
+    nps = [t.numpy() if t.device.type == "cpu" and not t.requires_grad else t.detach().cpu().numpy()
+           for t in arrays]
+    offs, total = [], 0
+    for a in nps:
+        offs.append(total)
+        total += -(-a.nbytes // 8) * 8  # 8-byte aligned views
+    blob: bytearray | torch.Tensor
+    if total >= SHM_MIN_BYTES:
+        blob = torch.empty(total, dtype=torch.uint8).share_memory_()  # torch pickles it as a handle
+        buf = blob.numpy()
+    else:
+        blob = bytearray(total)
+        buf = np.frombuffer(blob, np.uint8)
+    for a, off in zip(nps, offs, strict=True):
+        buf[off:off + a.nbytes] = np.ascontiguousarray(a).reshape(-1).view(np.uint8)
+    return layout, tuple((a.dtype.str, a.shape, off) for a, off in zip(nps, offs, strict=True)), blob
 
 
 class _Tensors:
@@ -40,29 +114,20 @@ class _Tensors:
                      for k, x in v.items()}
             elif isinstance(v, _Tensors):
                 v = v._map(fn)
+            elif isinstance(v, list):
+                v = [x._map(fn) if isinstance(x, _Tensors) else x for x in v]
             out[f.name] = v
         return type(self)(**out)
 
-    def packed(self: B) -> B:
-        """The same batch with every tensor a view into ONE uint8 storage.
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle (the DataLoader's worker -> main hand-over) as ONE bytes blob plus a small layout.
 
-        A DataLoader worker sends a batch to the main process storage by storage (one
-        shared-memory handle each); one storage instead of ~8 makes that ~4x cheaper.
+        torch would send every tensor as its own shared-memory segment (created, sent, mapped
+        and unlinked per batch: ~0.3 ms for a batch of a few KB); one blob through the
+        worker's pipe costs a copy of the batch's bytes, microseconds for these sizes. The
+        receiver gets the same batch type with tensors viewing one buffer.
         """
-        tensors: list[torch.Tensor] = []
-        self._map(lambda t: tensors.append(t) or t)
-        offs, total = [], 0
-        for t in tensors:
-            offs.append(total)
-            total += -(-t.numel() * t.element_size() // 8) * 8  # 8-byte aligned views
-        buf = torch.empty(total, dtype=torch.uint8)
-        views = []
-        for t, off in zip(tensors, offs):
-            v = buf[off:off + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
-            v.copy_(t)
-            views.append(v)
-        it = iter(views)
-        return self._map(lambda t: next(it))
+        return _rebuild, _pack(self)
 
     def to(self: B, device: Any, non_blocking: bool = False) -> B:
         return self._map(lambda t: t.to(device, non_blocking=non_blocking))
@@ -90,6 +155,10 @@ class GraphStatic(_Tensors):
     edge_index: dict[str, torch.Tensor] = field(default_factory=dict)  # int64 [2, E_t]
     inc_ptr: dict[str, torch.Tensor] = field(default_factory=dict)  # int64 [N+1]
     inc_edges: dict[str, torch.Tensor] = field(default_factory=dict)  # int64 [2 E_t]
+    # the CSR of each adjacency graph of the transformer format (see ``CompactRows.expand``)
+    adj_ptr: dict[str, torch.Tensor] = field(default_factory=dict)  # int64 [N+1]
+    adj_cols: dict[str, torch.Tensor] = field(default_factory=dict)  # int64 [nnz]
+    adj_target: dict[str, torch.Tensor] = field(default_factory=dict)  # float32 [nnz]: A_ij / (d_i + eps)
 
     @property
     def n_genes(self) -> int:
@@ -115,6 +184,12 @@ class IndexBatch(_Tensors):
     pert_types: torch.Tensor  # int64 [P]
     y: torch.Tensor  # float32 [B, L]
     y_mask: torch.Tensor  # bool [B, L]
+    pad: torch.Tensor  # bool [B]: True for the repeated samples that pad an epoch's last batches (not real)
+
+    @property
+    def valid(self) -> torch.Tensor:
+        """bool [B]: the real samples (``~pad``); weight metrics with it so none counts twice."""
+        return ~self.pad
 
     def __len__(self) -> int:
         return int(self.sample_ids.numel())
@@ -213,7 +288,8 @@ class KHopBatch(IndexBatch):
 
 @dataclass
 class AdjRows(_Tensors):
-    """Sampled adjacency rows of one graph for one step (``pipeline.precompute.adjacency.expand_rows``)."""
+    """Sampled adjacency rows of one graph for one step, expanded: exactly
+    ``pipeline.precompute.adjacency.expand_rows`` of the stored rows (cols as int64)."""
 
     rows: torch.Tensor  # int64 [R]: gene of each row, -1 = padding
     row_ptr: torch.Tensor  # int64 [R+1]
@@ -221,7 +297,159 @@ class AdjRows(_Tensors):
     target: torch.Tensor  # float32 [nnz]: A_ij / (d_i + eps) for positives, 0 for negatives
     positive: torch.Tensor  # bool [nnz]
 
+    @property
+    def valid(self) -> torch.Tensor:
+        """bool [R]: real rows (a pad row, gene -1, has no entries)."""
+        return self.rows >= 0
+
+
+def neg_bits(n_genes: int) -> int:
+    """Bits per packed negative: values ``gene + 1`` in 0..n_genes (0 = the -1 pad).
+
+    >>> neg_bits(6607), neg_bits(255), neg_bits(256)
+    (13, 8, 9)
+
+    At most 16 bits (the high bits of 8 values fill one 64-bit word): ValueError from 65,536 genes on.
+    """
+    bits = max(8, int(n_genes).bit_length())
+    if bits > 16:
+        raise ValueError(f"{n_genes} genes: compact adjacency rows pack gene ids in at most 16 bits")
+    return bits
+
+
+def pack_negatives(neg: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Negatives [..., K] (int, -1 pads) -> (low bytes uint8 [..., K], high bits uint8 [..., K // 8 * (bits-8)]).
+
+    ``v = gene + 1``; the low byte of each value, then the ``bits - 8`` high bits of each group of 8
+    values packed little-endian into ``bits - 8`` bytes. ``K`` must be a multiple of 8 (the stream pads).
+    Vectorised over every leading axis.
+
+    >>> lo, hi = pack_negatives(np.array([[-1, 0, 299, 6606, 5, 6, 7, 8]]), 13)
+    >>> lo.tolist(), hi.shape
+    ([[0, 1, 44, 207, 6, 7, 8, 9]], (1, 5))
+    """
+    v = np.asarray(neg).astype(np.int32) + 1
+    lo = v.astype(np.uint8)  # the low byte (astype truncates)
+    h = bits - 8
+    if h == 0:
+        return lo, np.zeros((*v.shape[:-1], 0), np.uint8)
+    g = (v >> 8).astype(np.uint64).reshape(*v.shape[:-1], -1, 8)
+    word = g[..., 0].copy()
+    for j in range(1, 8):  # 8 shifts of the whole array, not a loop over values
+        word |= g[..., j] << np.uint64(h * j)
+    hi = np.ascontiguousarray(word[..., None].view(np.uint8)[..., :h])  # little-endian: the low h bytes
+    return lo, hi.reshape(*v.shape[:-1], -1)
+
+
+def unpack_negatives(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> torch.Tensor:
+    """Inverse of :func:`pack_negatives` for one step (any device): int64 genes, -1 pads."""
+    v = lo.long()
+    h = bits - 8
+    if h:
+        b = hi.reshape(-1, h).long()
+        word = torch.zeros(b.shape[0], dtype=torch.long, device=lo.device)
+        for j in range(h):
+            word |= b[:, j] << (8 * j)
+        shifts = torch.arange(8, device=lo.device) * h
+        v = v | (((word[:, None] >> shifts) & ((1 << h) - 1)).reshape(-1) << 8)
+    return v - 1
+
+
+@dataclass
+class CompactRows(_Tensors):
+    """One graph's rows of a step as shipped: the row genes and their packed negatives, nothing
+    derivable from the static graph (a few hundred KB per step instead of ~7 MB expanded)."""
+
+    rows: torch.Tensor  # int16/int32 [R]: gene of each row, -1 = padding
+    neg_lo: torch.Tensor  # uint8 [R*M']: low bytes of gene+1 (M' = M rounded up to 8)
+    neg_hi: torch.Tensor  # uint8 [R*M'/8*(bits-8)]: high bits, see pack_negatives
+    n_neg: int = 0  # M: negatives per row
+    bits: int = 8
+
+    def negatives(self) -> torch.Tensor:
+        """int64 [R, M]: the stored negatives (ascending, then -1 pads)."""
+        r = self.rows.numel()
+        v = unpack_negatives(self.neg_lo, self.neg_hi, self.bits).view(r, -1)
+        return v[:, :self.n_neg]
+
+    def expand(self, static: GraphStatic, graph: str) -> AdjRows:
+        """The expanded rows on ``static``'s device, vectorised over rows, from the static CSR of
+        ``graph``: per row its whole CSR row (positives, targets from ``static.adj_target``), then
+        its negatives (pads dropped, target 0). Equal to ``expand_rows`` of the stored rows.
+
+        One pass over the output, gathers only: entry j of row t is CSR entry ``start[t] + off``
+        while ``off < deg[t]``, then negative ``off - deg[t]`` of the row (pads are at the end of
+        a row's negatives). On the CPU the same arithmetic runs in numpy (torch's CPU gathers
+        are slower, and its thread pool contends with the DataLoader's workers)."""
+        ptr, cols_csr, tgt = static.adj_ptr[graph], static.adj_cols[graph], static.adj_target[graph]
+        if ptr.device.type == "cpu":
+            out = _expand_numpy(ptr.numpy(), cols_csr.numpy(), tgt.numpy(), self.rows.numpy().astype(np.int64),
+                                self.negatives().numpy())
+            return AdjRows(*(torch.from_numpy(x) for x in out))
+        return self.expand_torch(static, graph)
+
+    def expand_torch(self, static: GraphStatic, graph: str) -> AdjRows:
+        """:meth:`expand` in torch ops, on ``static``'s device (the GPU path; exact on any device)."""
+        ptr, cols_csr, tgt = static.adj_ptr[graph], static.adj_cols[graph], static.adj_target[graph]
+        dev = ptr.device
+        r = self.rows.to(dev).long()
+        neg = self.negatives().to(dev)
+        m, n_neg = neg.shape
+        real = r >= 0
+        rr = torch.where(real, r, torch.zeros_like(r))
+        start = ptr.index_select(0, rr)
+        deg = torch.where(real, ptr.index_select(0, rr + 1) - start, torch.zeros_like(r))
+        lens = deg + ((neg >= 0) & real[:, None]).sum(1)
+        row_ptr = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), torch.cumsum(lens, 0)])
+        total = int(row_ptr[-1])
+        t = torch.repeat_interleave(torch.arange(m, device=dev), lens, output_size=total)
+        off = torch.arange(total, device=dev) - row_ptr.index_select(0, t)
+        d = deg.index_select(0, t)
+        positive = off < d
+        edge = torch.where(positive, start.index_select(0, t) + off, torch.zeros_like(off))
+        slot = torch.where(positive, torch.zeros_like(off), t * n_neg + off - d)
+        cols = torch.where(positive, cols_csr.index_select(0, edge), neg.reshape(-1).index_select(0, slot))
+        target = torch.where(positive, tgt.index_select(0, edge), torch.zeros((), dtype=tgt.dtype, device=dev))
+        return AdjRows(r, row_ptr, cols, target, positive)
+
+
+def _expand_numpy(ptr: np.ndarray, cols_csr: np.ndarray, tgt: np.ndarray, r: np.ndarray,
+                  neg: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:meth:`CompactRows.expand_torch`'s arithmetic in numpy: (rows, row_ptr, cols, target, positive)."""
+    m, n_neg = neg.shape
+    real = r >= 0
+    rr = np.where(real, r, 0)
+    start = ptr[rr]
+    deg = np.where(real, ptr[rr + 1] - start, 0)
+    lens = deg + np.count_nonzero((neg >= 0) & real[:, None], axis=1)
+    row_ptr = np.zeros(m + 1, np.int64)
+    np.cumsum(lens, out=row_ptr[1:])
+    t = np.repeat(np.arange(m), lens)
+    off = np.arange(row_ptr[-1]) - row_ptr[t]
+    d = deg[t]
+    positive = off < d
+    edge = np.where(positive, start[t] + off, 0)
+    slot = np.where(positive, 0, t * n_neg + off - d)
+    cols = np.where(positive, cols_csr[edge], neg.reshape(-1)[slot])
+    target = np.where(positive, tgt[edge], np.float32(0))
+    return r, row_ptr, cols, target, positive
+
 
 @dataclass
 class TransformerBatch(IndexBatch):
-    adjacency: dict[str, AdjRows] = field(default_factory=dict)
+    """M(S) + this step's adjacency rows of each graph in compact form (:class:`CompactRows`):
+    expand them with :meth:`adjacency` on the device, from ``static`` (``ds.static()``)."""
+
+    rows: dict[str, CompactRows] = field(default_factory=dict)
+
+    def adjacency(self, static: GraphStatic) -> dict[str, AdjRows]:
+        """The expanded rows of every graph, on this batch's device (see :meth:`CompactRows.expand`)."""
+        return {t: c.expand(static, t) for t, c in self.rows.items()}
+
+
+@dataclass
+class BatchGroup(_Tensors):
+    """Consecutive batches of one worker, handed to the main process as one blob
+    (:class:`~pipeline.stream.dataset.StreamLoader` unpacks them: users never see a group)."""
+
+    batches: list[Any] = field(default_factory=list)

@@ -9,10 +9,18 @@
 What it reads: the build's dataset (labels, splits), its precomputed store (Zarr, the
 default) or its LMDB records (``layout="lmdb"``), and the graph store. Stores are opened
 lazily in the process that iterates (each DataLoader worker, after fork or spawn); nothing
-open is carried across ``fork``. Reads are batched by store chunk: the epoch's order is a
-block shuffle (:mod:`pipeline.stream.order`) and a window of ``window_blocks`` chunks is
-held in memory, so memory is bounded by ``window_blocks x chunk`` samples whatever the
-dataset size (plus the labels, 5 bytes per sample and label).
+open is carried across ``fork``. Reads are whole store chunks (:mod:`pipeline.stream.chunks`):
+the epoch's order is a block shuffle (:mod:`pipeline.stream.order`), each chunk is read and
+decoded once per epoch window, the next window's chunks in a background thread while this
+one's batches are served, and a batch is one vectorised gather from the decoded window.
+Memory is bounded by ``4 x window_blocks x chunk`` samples whatever the dataset size (plus
+the labels, 5 bytes per sample and label).
+
+Every batch has ``pad`` (bool [B]): the samples that repeat earlier ones to fill the epoch's
+last batches (``drop_last=False``); ``batch.valid`` is its negation.
+
+Workers hand a batch to the main process as one bytes blob through the worker's pipe (see
+``_Tensors.__reduce__``), not one shared-memory segment per tensor.
 
 Sharding: global batch ``b`` of the epoch goes to rank ``b % world_size`` and, within a rank,
 round-robin to DataLoader workers, so every rank gets the same number of batches (the tail
@@ -23,10 +31,10 @@ number of workers or ranks.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +43,26 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.core.errors import StoreError
-from pipeline.core.ragged import indptr_from_lengths, take_csr
-from pipeline.stream.batches import AdjRows, GraphBatch, GraphStatic, IndexBatch, KHopBatch, TransformerBatch
+from pipeline.stream.batches import (
+    CompactRows,
+    GraphBatch,
+    GraphStatic,
+    IndexBatch,
+    KHopBatch,
+    TransformerBatch,
+    neg_bits,
+    pack_negatives,
+)
+from pipeline.stream.chunks import Columns, Prefetcher, View, batch_chunks, segments
 from pipeline.stream.order import batches_for, epoch_order, plan_epoch, remaining
 
 FORMATS = ("index", "graph", "khop", "transformer")
 LAYOUTS = ("zarr", "lmdb")
+KHOP_MODES = ("per_type", "union")
 DEFAULT_LABELS = ("fitness", "interaction")
-
-
-@dataclass
-class _Chunk:
-    """One store chunk's compact per-sample data, indexed by position within the chunk."""
-
-    ptr: np.ndarray
-    genes: np.ndarray
-    types: np.ndarray
-    flip_ptr: np.ndarray | None = None
-    flip_genes: np.ndarray | None = None
-    bits: np.ndarray | None = None
+STATE_FIELDS = ("epoch", "start", "seed", "world_size", "batch_size")
+#: eps of the adjacency targets A_ij / (d_i + eps), as ``pipeline.precompute.adjacency.expand_rows``
+ADJ_EPS = 1e-8
 
 
 def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -64,12 +73,37 @@ def _rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank or 0, world_size or 1
 
 
+def _int_arg(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``, or a ValueError naming the argument (bools are not ints here)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_records(paths: dict[str, Path], manifest: dict[str, Any]) -> None:
+    """StoreError unless ``records.lmdb`` was written by the same build as the precomputed store."""
+    from pipeline.precompute.records import open_records
+
+    rec = open_records(paths["records"])
+    try:
+        rm = rec.manifest
+    finally:
+        rec.close()
+    mine, theirs = manifest.get("build_key"), rm.get("build_key")
+    genes = (manifest.get("graph", {}).get("gene_fingerprint"), rm.get("graph", {}).get("gene_fingerprint"))
+    if mine != theirs or genes[0] != genes[1]:
+        raise StoreError(f"{paths['records']} was written from another build than {paths['precomputed']} "
+                         f"(build_key {str(theirs)[:12]} vs {str(mine)[:12]}, gene fingerprint "
+                         f"{str(genes[1])[:12]} vs {str(genes[0])[:12]}); rebuild with --lmdb")
+
+
 class PerturbationStream(IterableDataset):
     """Batches of one split of a build, in one of :data:`FORMATS`; see the module docstring.
 
     ``build``: the build folder (``OUT/NAME``, holding graph.zarr, dataset/, precomputed.zarr).
     ``fmt``: ``index`` | ``graph`` | ``khop`` (k-hop node sets, ``k``, ``khop_mode``) |
-    ``transformer`` (M(S) + this step's adjacency rows of ``adjacency_graphs``).
+    ``transformer`` (M(S) + this step's adjacency rows of ``adjacency_graphs``, compact).
+    ``batch_size`` >= 1, ``window_blocks`` >= 1 (chunks shuffled together), ``k`` >= 1: ValueError otherwise.
     """
 
     def __init__(self, build: str | Path, *, split: str | None = "train", split_name: str = "random",
@@ -86,13 +120,21 @@ class PerturbationStream(IterableDataset):
             raise ValueError(f"fmt {fmt!r}: expected one of {', '.join(FORMATS)}")
         if layout not in LAYOUTS:
             raise ValueError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+        if khop_mode not in KHOP_MODES:
+            raise ValueError(f"khop_mode {khop_mode!r}: expected one of {', '.join(KHOP_MODES)}")
         build = Path(build)
         self.paths = {"graph": build / "graph.zarr", "dataset": build / "dataset",
                       "precomputed": build / "precomputed.zarr", "records": build / "records.lmdb"}
-        self.fmt, self.layout, self.batch_size, self.seed = fmt, layout, int(batch_size), int(seed)
-        self.shuffle, self.window_blocks, self.drop_last = shuffle, max(1, int(window_blocks)), drop_last
-        self.k, self.khop_mode, self.weighted_targets = int(k), khop_mode, weighted_targets
+        self.fmt, self.layout = fmt, layout
+        self.batch_size = _int_arg("batch_size", batch_size, 1)
+        self.seed = _int_arg("seed", seed, 0)
+        self.window_blocks = _int_arg("window_blocks", window_blocks, 1)
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.k, self.khop_mode, self.weighted_targets = _int_arg("k", k, 1), khop_mode, bool(weighted_targets)
         self.rank, self.world_size = _rank_world(rank, world_size)
+        self.world_size = _int_arg("world_size", self.world_size, 1)
+        if not 0 <= _int_arg("rank", self.rank, 0) < self.world_size:
+            raise ValueError(f"rank {self.rank} out of range for world_size {self.world_size}")
         graph = open_graph(self.paths["graph"])
         pre = open_precomputed(self.paths["precomputed"], graph=graph)  # fingerprints must match
         ds = open_dataset(self.paths["dataset"])
@@ -108,11 +150,19 @@ class PerturbationStream(IterableDataset):
         if fmt == "khop" and (self.k not in m["parameters"].get("khop", []) or
                               khop_mode not in m["parameters"].get("khop_modes", [])):
             raise StoreError(f"{self.paths['precomputed']}: no {self.k}-hop sets in mode {khop_mode!r}")
-        if layout == "lmdb" and not self.paths["records"].exists():
-            raise StoreError(f"{self.paths['records']}: no LMDB records; rerun the build with --lmdb")
+        if layout == "lmdb":
+            if not self.paths["records"].exists():
+                raise StoreError(f"{self.paths['records']}: no LMDB records; rerun the build with --lmdb")
+            _check_records(self.paths, m)
         self.n_genes, self.chunk = int(m["graph"]["n_genes"]), int(m["chunk_samples"])
+        self.n_samples = int(m["n_samples"])
+        self.n_chunks = -(-self.n_samples // self.chunk)
         self.adjacency = m["parameters"].get("adjacency") or {}
         self.adjacency_graphs = list(adjacency_graphs or self.adjacency.get("graphs", []))
+        unknown = sorted(set(self.adjacency_graphs) - set(self.adjacency.get("graphs", [])))
+        if fmt == "transformer" and unknown:
+            raise ValueError(f"adjacency_graphs {unknown}: no adjacency rows in {self.paths['precomputed']} "
+                             f"(it has {self.adjacency.get('graphs', [])})")
         splits = {"train": 0, "val": 1, "test": 2}
         if split is not None and split not in splits:
             raise ValueError(f"split {split!r}: expected one of {', '.join(splits)} or None (every sample)")
@@ -135,8 +185,9 @@ class PerturbationStream(IterableDataset):
         self.labels = tuple(labels)
         self.epoch, self._start, self._state_world = 0, 0, self.world_size
         self._pid: int | None = None
-        self._cache: OrderedDict[int, _Chunk] = OrderedDict()
-        self._adj_cache: OrderedDict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._decoded: OrderedDict[int, Columns] = OrderedDict()  # map-style reads only
+        self._adj_cache: OrderedDict[tuple[str, int, int], tuple[np.ndarray, ...]] = OrderedDict()
+        self._packed: OrderedDict[tuple[str, int, int], CompactRows] = OrderedDict()
 
     # --- process-local stores (opened lazily: after fork/spawn, in the worker) --------------
     def _stores(self) -> dict[str, Any]:
@@ -147,23 +198,25 @@ class PerturbationStream(IterableDataset):
             if self.layout == "lmdb":
                 from pipeline.precompute.records import open_records
                 self._records = open_records(self.paths["records"])
-            self._graph_csr: dict[str, Any] = {}
             self._steps_per_shard = self._zarr.steps_per_shard
-            self._cache.clear()
+            self._decoded.clear()
             self._adj_cache.clear()
+            self._packed.clear()
             self._pid = os.getpid()
         return {"zarr": self._zarr, "records": self._records}
 
     def __getstate__(self) -> dict[str, Any]:  # spawn: never ship open stores
         s = dict(self.__dict__)
-        for key in ("_zarr", "_records", "_graph_csr"):
+        for key in ("_zarr", "_records"):
             s.pop(key, None)
-        s["_pid"], s["_cache"], s["_adj_cache"] = None, OrderedDict(), OrderedDict()
+        s["_pid"], s["_decoded"], s["_adj_cache"], s["_packed"] = None, OrderedDict(), OrderedDict(), OrderedDict()
         return s
 
     # --- static graph ------------------------------------------------------------------------
     def static(self, edge_types: list[str] | None = None) -> GraphStatic:
-        """The wild-type graph for the GNN formats and the gene tokens for the transformer (send once)."""
+        """The wild-type graph for the GNN formats, the gene tokens and (transformer format) the
+        CSR of each adjacency graph with its per-entry targets: send it to the device once."""
+        from pipeline.core.ragged import owner, segment_sum
         from pipeline.graph.store import open_graph
         g = open_graph(self.paths["graph"])
         x, _ = g.features() if "features" in g.root["genes"] else (np.zeros((g.n_genes, 0), np.float32), [])
@@ -172,109 +225,119 @@ class PerturbationStream(IterableDataset):
             st.edge_index[t] = torch.from_numpy(g.edge_index(t))
             ip, ids = g.incidence(t)
             st.inc_ptr[t], st.inc_edges[t] = torch.from_numpy(ip), torch.from_numpy(ids.astype(np.int64))
+        for t in self.adjacency_graphs if self.fmt == "transformer" else []:
+            csr = g.csr(t)
+            row = owner(csr.indptr)
+            if self.weighted_targets:  # exactly expand_rows' arithmetic: float64, then float32
+                w = np.asarray(csr.weights, dtype=np.float64)
+                target = w / (segment_sum(w, csr.indptr)[row] + ADJ_EPS)
+            else:
+                target = 1.0 / (np.diff(csr.indptr)[row].astype(np.float64) + ADJ_EPS)
+            st.adj_ptr[t] = torch.from_numpy(np.asarray(csr.indptr, np.int64))
+            st.adj_cols[t] = torch.from_numpy(csr.indices.astype(np.int64))
+            st.adj_target[t] = torch.from_numpy(target.astype(np.float32))
         return st
 
     # --- reading ------------------------------------------------------------------------------
-    def _chunk(self, c: int) -> _Chunk:
-        hit = self._cache.get(c)
+    def _read_chunk(self, c: int) -> Columns:
+        """Chunk ``c``'s columns, one read per array (called from the prefetch thread)."""
+        first = c * self.chunk
+        st = self._stores()
+        if self.layout == "lmdb":
+            cols = st["records"].get_batch(np.arange(first, min(first + self.chunk, self.n_samples)))
+            out = Columns(len(cols["genes"][0]) - 1, csr={"genes": cols["genes"]},
+                          values={"genes:types": cols["types"][1]})
+            if self.fmt == "graph":
+                out.csr["flips"] = cols["node_flips"]
+            if self.fmt == "khop":
+                out.rows["bits"] = cols[f"khop:{self.khop_mode}:k{self.k}"][1].reshape(out.n, -1)
+            return out
+        z = st["zarr"]
+        ptr, genes, types = z.perturbation_chunk(first, self.chunk)
+        out = Columns(len(ptr) - 1, csr={"genes": (ptr, genes)}, values={"genes:types": types})
+        if self.fmt == "graph":
+            out.csr["flips"] = z.node_flips_chunk(first, self.chunk)
+        if self.fmt == "khop":
+            out.rows["bits"] = z.khop_bits(self.k, self.khop_mode, slice(first, first + out.n))
+        return out
+
+    def _view(self, ids: np.ndarray) -> View:
+        """A view holding ``ids``' chunks, read now (map-style access; iteration prefetches instead)."""
+        self._stores()
+        need = np.unique(ids // self.chunk).tolist()
+        for c in need:
+            if c not in self._decoded:
+                self._decoded[c] = self._read_chunk(c)
+            self._decoded.move_to_end(c)
+        while len(self._decoded) > max(self.window_blocks, len(need)):
+            self._decoded.popitem(last=False)
+        return View.build({c: self._decoded[c] for c in need}, self.n_chunks, self.chunk)
+
+    def _adj_shard(self, t: str, e: int, shard: int) -> tuple[np.ndarray, np.ndarray]:
+        """One shard of steps of graph ``t``: (rows narrow int [S, R], negatives int32 [S, R, M])."""
+        key = (t, e, shard)
+        hit = self._adj_cache.get(key)
         if hit is not None:
-            self._cache.move_to_end(c)
             return hit
-        z = self._stores()["zarr"]
-        first = c * self.chunk  # whole chunks: one read per array, never one per sample
-        ch = _Chunk(*z.perturbation_chunk(first, self.chunk))
-        if self.fmt == "graph":
-            ch.flip_ptr, ch.flip_genes = z.node_flips_chunk(first, self.chunk)
-        if self.fmt == "khop":
-            ch.bits = z.khop_bits(self.k, self.khop_mode, slice(first, first + len(ch.ptr) - 1))
-        self._cache[c] = ch
-        while len(self._cache) > self.window_blocks + 1:
-            self._cache.popitem(last=False)
-        return ch
+        block = self._steps_per_shard
+        rows, negs = self._stores()["zarr"].adjacency(t, e, slice(shard * block, (shard + 1) * block))
+        narrow = np.int16 if self.n_genes < np.iinfo(np.int16).max else np.int32
+        hit = (rows.astype(narrow), negs)
+        self._adj_cache[key] = hit
+        while len(self._adj_cache) > 2 * max(1, len(self.adjacency_graphs)):
+            self._adj_cache.popitem(last=False)
+        return hit
 
-    def _read_zarr(self, ids: np.ndarray) -> dict[str, Any]:
-        chunks, local = ids // self.chunk, ids % self.chunk
-        order = np.argsort(chunks, kind="stable")
-        parts: dict[str, list[np.ndarray]] = {"ptr": [], "genes": [], "types": [], "fptr": [], "fgenes": [],
-                                               "bits": []}
-        bounds = np.flatnonzero(np.diff(chunks[order])) + 1
-        for grp in np.split(order, bounds):
-            ch = self._chunk(int(chunks[grp[0]]))
-            li = local[grp]
-            ptr, g, t = take_csr(ch.ptr, li, ch.genes, ch.types)
-            parts["ptr"].append(np.diff(ptr)); parts["genes"].append(g); parts["types"].append(t)  # noqa: E702
-            if ch.flip_ptr is not None:
-                fp, fg = take_csr(ch.flip_ptr, li, ch.flip_genes)
-                parts["fptr"].append(np.diff(fp)); parts["fgenes"].append(fg)  # noqa: E702
-            if ch.bits is not None:
-                parts["bits"].append(ch.bits[li])
-        inv = np.empty_like(order)
-        inv[order] = np.arange(len(order))  # batch position -> position in chunk-grouped order
-
-        def regroup(lens: list[np.ndarray], *vals: list[np.ndarray]) -> tuple[np.ndarray, ...]:
-            return take_csr(indptr_from_lengths(np.concatenate(lens)), inv, *(np.concatenate(v) for v in vals))
-
-        out: dict[str, Any] = {}
-        out["ptr"], out["genes"], out["types"] = regroup(parts["ptr"], parts["genes"], parts["types"])
-        if parts["fptr"]:
-            out["fptr"], out["fgenes"] = regroup(parts["fptr"], parts["fgenes"])
-        if parts["bits"]:
-            out["bits"] = np.concatenate(parts["bits"])[inv]
-        return out
-
-    def _read_lmdb(self, ids: np.ndarray) -> dict[str, Any]:
-        cols = self._stores()["records"].get_batch(ids)
-        out = {"ptr": cols["genes"][0], "genes": cols["genes"][1], "types": cols["types"][1]}
-        if self.fmt == "graph":
-            out["fptr"], out["fgenes"] = cols["node_flips"]
-        if self.fmt == "khop":
-            out["bits"] = cols[f"khop:{self.khop_mode}:k{self.k}"][1].reshape(len(ids), -1)
-        return out
-
-    def _adjacency(self, step: int) -> dict[str, AdjRows]:
-        from pipeline.graph.store import open_graph
-        from pipeline.precompute.adjacency import expand_rows
-
+    def _adjacency(self, step: int) -> dict[str, CompactRows]:
+        """The step's rows of every graph, compact. Packed here once per (graph, epoch, step) and kept
+        (~27 KB per graph and step): the stored steps repeat every ``steps`` batches, so after the
+        first pass a step's rows cost nothing; a worker packs only the steps it serves."""
         a = self.adjacency
         e, s = self.epoch % a["epochs"], step % a["steps"]
-        z = self._stores()["zarr"]
-        out = {}
+        self._stores()
         block = self._steps_per_shard
+        out = {}
+        bits = neg_bits(self.n_genes)
         for t in self.adjacency_graphs:
-            key = (t, e, s // block)
-            if key not in self._adj_cache:  # one read per shard of steps, not per step
-                s0 = (s // block) * block
-                self._adj_cache[key] = z.adjacency(t, e, slice(s0, s0 + block))
-                while len(self._adj_cache) > 2 * max(1, len(self.adjacency_graphs)):
-                    self._adj_cache.popitem(last=False)
-            rows, negs = self._adj_cache[key]
-            if t not in self._graph_csr:
-                self._graph_csr[t] = open_graph(self.paths["graph"]).csr(t)
-            csr = self._graph_csr[t]
-            r, n = rows[s % block], negs[s % block]
-            ptr, cols, target, pos = expand_rows(csr.indptr, csr.indices, csr.weights, r, n,
-                                                 weighted=self.weighted_targets)
-            out[t] = AdjRows(torch.from_numpy(r.astype(np.int64)), torch.from_numpy(ptr),
-                             torch.from_numpy(cols.astype(np.int64)), torch.from_numpy(target),
-                             torch.from_numpy(pos))
+            key = (t, e, s)
+            hit = self._packed.get(key)
+            if hit is None:
+                rows, negs = self._adj_shard(t, e, s // block)  # one read per shard of steps, not per step
+                neg = negs[s % block]
+                r, m = neg.shape
+                if m % 8:  # whole groups of 8 to pack: pad with -1 (dropped again by CompactRows.negatives)
+                    neg = np.concatenate([neg, np.full((r, 8 - m % 8), -1, neg.dtype)], axis=1)
+                lo, hi = pack_negatives(neg.reshape(-1), bits)
+                hit = CompactRows(torch.from_numpy(rows[s % block].copy()), torch.from_numpy(lo),
+                                  torch.from_numpy(hi), n_neg=m, bits=bits)
+                self._packed[key] = hit
+                if len(self._packed) > a["steps"] * len(self.adjacency_graphs):  # one epoch of rows at most
+                    self._packed.popitem(last=False)
+            out[t] = hit
         return out
 
-    def get_batch(self, ids: np.ndarray, step: int = -1) -> IndexBatch:
-        """The batch of these sample ids (map-style access), in this stream's format."""
-        ids = np.asarray(ids, dtype=np.int64)
-        d = self._read_lmdb(ids) if self.layout == "lmdb" else self._read_zarr(ids)
-        base = dict(sample_ids=torch.from_numpy(ids), step=step, pert_ptr=torch.from_numpy(d["ptr"]),
+    def _batch(self, ids: np.ndarray, d: dict[str, np.ndarray], step: int, pad: np.ndarray) -> IndexBatch:
+        """The batch object of this format from gathered columns ``d``."""
+        base = dict(sample_ids=torch.from_numpy(ids), step=step, pert_ptr=torch.from_numpy(d["genes_ptr"]),
                     pert_genes=torch.from_numpy(d["genes"].astype(np.int64)),
                     pert_types=torch.from_numpy(d["types"].astype(np.int64)),
-                    y=torch.from_numpy(self.y[ids]), y_mask=torch.from_numpy(self.y_mask[ids]))
+                    y=torch.from_numpy(self.y[ids]), y_mask=torch.from_numpy(self.y_mask[ids]),
+                    pad=torch.from_numpy(pad))
         if self.fmt == "graph":
-            return GraphBatch(**base, flip_ptr=torch.from_numpy(d["fptr"]),
-                              flip_genes=torch.from_numpy(d["fgenes"].astype(np.int64)))
+            return GraphBatch(**base, flip_ptr=torch.from_numpy(d["flips_ptr"]),
+                              flip_genes=torch.from_numpy(d["flips"].astype(np.int64)))
         if self.fmt == "khop":
             return KHopBatch(**base, k=self.k, bits=torch.from_numpy(np.ascontiguousarray(d["bits"])))
         if self.fmt == "transformer":
-            return TransformerBatch(**base, adjacency=self._adjacency(max(step, 0)))
+            return TransformerBatch(**base, rows=self._adjacency(max(step, 0)))
         return IndexBatch(**base)
+
+    def get_batch(self, ids: np.ndarray, step: int = -1) -> IndexBatch:
+        """The batch of these sample ids (map-style access), in this stream's format (``pad`` all False)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.ndim != 1 or (ids.size and (ids.min() < 0 or ids.max() >= self.n_samples)):
+            raise ValueError(f"ids must be a 1-D array of sample ids in 0..{self.n_samples - 1}")
+        return self._batch(ids, self._view(ids).gather(ids), step, np.zeros(len(ids), bool))
 
     def __getitem__(self, i: int) -> IndexBatch:
         """Map-style: the one-sample batch of dataset sample id ``i``."""
@@ -303,13 +366,27 @@ class PerturbationStream(IterableDataset):
                                num_workers=1))
 
     def __iter__(self) -> Iterator[IndexBatch]:
+        return self.batches()
+
+    def batches(self, group: int = 1) -> Iterator[IndexBatch]:
+        """This process's batches of the epoch, in order: all of them in the main process; in a
+        DataLoader worker its share, dealt ``group`` consecutive batches at a time (see
+        :func:`pipeline.stream.order.batches_for`; :class:`pipeline.stream.loader.StreamLoader`)."""
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         plan, start = self._plan()
-        for b in batches_for(plan, start=start, rank=self.rank, world_size=self.world_size, worker=worker,
-                             num_workers=n_workers).tolist():
-            batch = self.get_batch(plan.batches[b], step=b)
-            yield batch.packed() if info is not None else batch  # one storage to ship to the main process
+        mine = batches_for(plan, start=start, rank=self.rank, world_size=self.world_size, worker=worker,
+                           num_workers=n_workers, group=group)
+        if len(mine) == 0:
+            return
+        self._stores()
+        real = plan.batches.size - plan.n_padded  # flat positions >= real are padding repeats
+        cols = np.arange(self.batch_size, dtype=np.int64)
+        segs = segments(batch_chunks(plan.batches[mine], self.chunk), cap=2 * self.window_blocks)
+        for a, b, view in Prefetcher(self._read_chunk, self.n_chunks, self.chunk).views(segs):
+            for idx in mine[a:b].tolist():
+                ids = plan.batches[idx]
+                yield self._batch(ids, view.gather(ids), idx, idx * self.batch_size + cols >= real)
 
     def state_dict(self, last_step: int | None = None) -> dict[str, Any]:
         """Where to resume: after the batch whose ``step`` is ``last_step`` (None: the epoch's start)."""
@@ -319,9 +396,17 @@ class PerturbationStream(IterableDataset):
                 "batch_size": self.batch_size}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key in ("epoch", "start", "seed", "world_size", "batch_size"):
+        """Resume from :meth:`state_dict`; ValueError naming the field that is missing, not a
+        non-negative integer, or (seed, batch_size) different from this stream's."""
+        if not isinstance(state, dict):
+            raise ValueError(f"stream state: expected a dict with {', '.join(STATE_FIELDS)}, "
+                             f"got {type(state).__name__}")
+        for key in STATE_FIELDS:
             if key not in state:
                 raise ValueError(f"stream state: missing {key!r}")
-        if state["seed"] != self.seed or state["batch_size"] != self.batch_size:
-            raise ValueError("stream state: seed and batch_size must match the stream's to resume")
+            _int_arg(f"stream state: {key!r}", state[key], 1 if key in ("world_size", "batch_size") else 0)
+        for key in ("seed", "batch_size"):
+            if state[key] != getattr(self, key):
+                raise ValueError(f"stream state: {key} {state[key]} differs from the stream's {getattr(self, key)}; "
+                                 "both must match to resume")
         self.epoch, self._start, self._state_world = int(state["epoch"]), int(state["start"]), int(state["world_size"])

@@ -13,7 +13,8 @@ Pure numpy, no I/O. Contract:
   from the start of the order (``drop_last=False``; counted in ``n_padded``) or
   dropped (counted in ``n_dropped``).
 - :func:`batches_for`: global batch ``b`` belongs to rank ``b % world_size``; a rank's
-  batches are dealt round-robin to its DataLoader workers, the order in which the
+  batches are dealt round-robin to its DataLoader workers, in groups of ``group``
+  consecutive batches (a worker hands a group over at once), the order in which the
   DataLoader interleaves them, so the rank sees its batches in order.
 - Resume: after ``start`` global batches (all ranks consumed theirs), :func:`batches_for`
   with ``start`` gives exactly the remaining batches for any number of workers; for
@@ -103,14 +104,22 @@ def plan_epoch(order: np.ndarray, *, batch_size: int, world_size: int = 1, drop_
     return Plan(filled.reshape(-1, batch_size), pad, 0)
 
 
-def batches_for(plan: Plan, *, start: int, rank: int, world_size: int, worker: int, num_workers: int) -> np.ndarray:
+def batches_for(plan: Plan, *, start: int, rank: int, world_size: int, worker: int, num_workers: int,
+                group: int = 1) -> np.ndarray:
     """Indices into ``plan.batches`` that (rank, worker) yields, in order, from global batch ``start`` on.
 
     ``start`` is rounded up to a whole round of ``world_size`` batches (ranks advance in lockstep).
     ``world_size`` must be the one the plan was made for (its batch count is a multiple of it).
+    The rank's batches are dealt to workers ``group`` at a time (the worker's list is whole
+    groups, its last one possibly short).
+
+    >>> plan = plan_epoch(np.arange(12), batch_size=1)
+    >>> batches_for(plan, start=0, rank=0, world_size=1, worker=1, num_workers=2, group=2).tolist()
+    [2, 3, 6, 7, 10, 11]
     """
-    if not (0 <= rank < world_size and 0 <= worker < num_workers):
-        raise ValueError(f"rank {rank} of {world_size}, worker {worker} of {num_workers}: out of range")
+    if not (0 <= rank < world_size and 0 <= worker < num_workers) or group < 1:
+        raise ValueError(f"rank {rank} of {world_size}, worker {worker} of {num_workers}, group {group}: "
+                         "out of range")
     if start < 0:
         raise ValueError(f"start must be >= 0, got {start}")
     if len(plan.batches) % world_size:
@@ -118,7 +127,9 @@ def batches_for(plan: Plan, *, start: int, rank: int, world_size: int, worker: i
                          "re-plan with plan_epoch(remaining(plan, start), world_size=...)")
     start = -(-int(start) // world_size) * world_size
     mine = np.arange(start + rank, len(plan.batches), world_size, dtype=np.int64)
-    return mine[worker::num_workers]
+    if group == 1:
+        return mine[worker::num_workers]
+    return mine[(np.arange(len(mine)) // group) % num_workers == worker]
 
 
 def remaining(plan: Plan, start: int, *, world_size: int = 1) -> np.ndarray:
