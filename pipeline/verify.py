@@ -23,12 +23,12 @@ from pipeline.precompute import verify as precomputed
 from pipeline.precompute.store import FORMAT as PRECOMPUTED
 
 
-def verify_store(path: Path, samples: int = 64, seed: int = 0) -> list[str]:
+def verify_store(path: Path, samples: int = 64, seed: int = 0, graph: Path | None = None) -> list[str]:
     """Problems of one store (empty: sound); raises :class:`PipelineError` when ``path`` is no store."""
     if (path / "manifest.json").is_file():
         manifest = open_dataset(path).manifest
     elif _zarr_format(path) == PRECOMPUTED:
-        return precomputed.verify(path, samples, seed)
+        return precomputed.verify(path, samples, seed, graph)
     else:
         manifest = open_graph(path).manifest
     if "files" not in manifest:
@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path", type=Path, help="a build folder (OUT/NAME) or one of its stores")
     p.add_argument("--samples", type=int, default=64, help="precomputed samples to recompute (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="seed choosing them")
+    p.add_argument("--graph", type=Path, help="graph store to check a precomputed store against (default: its own)")
     args = p.parse_args(argv)
     status = 0
     for store in stores_of(args.path):
         try:
-            problems = verify_store(store, args.samples, args.seed)
+            problems = verify_store(store, args.samples, args.seed, args.graph)
         except (PipelineError, FileNotFoundError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

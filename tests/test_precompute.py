@@ -261,7 +261,7 @@ def test_rebuild_is_noop_and_same_seed_is_byte_identical(built, tmp_path):
 def test_verify_command_and_detects_corruption(built, tmp_path, capsys):
     import shutil
 
-    from pipeline.precompute.verify import main as verify_main
+    from pipeline.verify import main as verify_main
 
     res, _ = built
     assert verify(res.precomputed, samples=20) == []

@@ -1,4 +1,4 @@
-"""``python -m pipeline.precompute.verify STORE``: re-check a published precomputed store.
+"""The deep checks of a published precomputed store (run by ``python -m pipeline.verify``).
 
 Three checks, each reported with what differs:
 
@@ -19,8 +19,6 @@ read through :class:`pipeline.precompute.store.PrecomputedStore`.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -174,28 +172,3 @@ def _guarded(what: str, check: Any, *args: Any) -> list[str]:
         return check(*args)
     except Exception as e:  # noqa: BLE001 - zarr and numcodecs raise many types on damaged bytes
         return [f"{what}: could not be read ({type(e).__name__}: {e})"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.precompute.verify", description=__doc__.split("\n\n")[0])
-    p.add_argument("store", type=Path, help="a precomputed store (OUT/NAME/precomputed.zarr)")
-    p.add_argument("--samples", type=int, default=64, help="samples to recompute (default: 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed choosing them")
-    p.add_argument("--graph", type=Path, help="graph store to check against (default: the one in the manifest)")
-    args = p.parse_args(argv)
-    try:
-        problems = verify(args.store, args.samples, args.seed, args.graph)
-    except (PipelineError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if problems:
-        print(f"{args.store}: {len(problems)} problem(s)", file=sys.stderr)
-        for line in problems:
-            print(f"  {line}", file=sys.stderr)
-        return 1
-    print(f"{args.store}: ok (checksums of every chunk, {args.samples} samples recomputed)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
