@@ -344,3 +344,61 @@ def test_external_cluster_gets_absolute_paths(tmp_path: Path, reference: Path,
     assert res.precomputed_built
     assert _differences(tmp_path / BUILD, reference) == []
     shutil.rmtree(elsewhere)
+
+
+# --- a real full disk and a real read-only file system (tmpfs; root only) ----------------------
+
+def _mount_tmpfs(where: Path, size_kb: int) -> None:
+    """Mount a ``size_kb`` tmpfs at ``where`` or skip the test with the reason."""
+    if os.geteuid() != 0:
+        pytest.skip("a real full disk needs a tmpfs mount, which needs root")
+    where.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(where)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+
+
+def _remount(where: Path, options: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{options}", str(where)], check=True, capture_output=True)
+
+
+def test_a_real_full_disk_fails_with_one_line_and_resumes(tmp_path: Path, reference: Path) -> None:
+    """A 3 MB tmpfs holds the graph and the dataset but not the precomputed stores: the build
+    ends with one ``error:`` line and exit 2, nothing incomplete is published, and once the file
+    system is grown the rerun resumes and equals an uninterrupted build."""
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, 3 * 1024)
+    try:
+        r = _build(disk)
+        assert r.returncode == 2, r.stderr[-3000:]
+        errors = _error_lines(r.stderr)
+        assert len(errors) == 1 and "no space left on device; free space and rerun" in errors[0], r.stderr[-3000:]
+        build = disk / BUILD
+        published = sorted(p.name for p in build.iterdir() if not p.name.startswith("."))
+        assert "records.lmdb" not in published
+        for name in published:  # whatever was published reads as complete
+            assert name in ("graph.zarr", "dataset", "precomputed.zarr"), published
+        _remount(disk, "size=64m")
+        r = _build(disk)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert _differences(build, reference) == []
+        assert _debris(build) == []
+        print(f"full tmpfs (3 MB): one error line, published before the rerun: {', '.join(published) or 'nothing'}; "
+              "rerun after growing it: identical")
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_real_read_only_file_system_is_one_error_line(tmp_path: Path) -> None:
+    disk = tmp_path / "ro"
+    _mount_tmpfs(disk, 1024)
+    try:
+        _remount(disk, "ro")
+        r = _build(disk)
+        assert r.returncode == 2, r.stderr[-3000:]
+        errors = _error_lines(r.stderr)
+        assert len(errors) == 1 and "Read-only file system" in errors[0], r.stderr[-3000:]
+        assert not any(disk.iterdir())
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

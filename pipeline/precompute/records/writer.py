@@ -8,8 +8,10 @@ Publishing the directory atomically is the caller's job.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,14 @@ def _open_env(path: Path, map_size: int, sync: bool) -> lmdb.Environment:
                          sync=sync, metasync=sync)
     except (OSError, lmdb.Error) as e:
         raise StoreError(f"{path}: cannot open as an LMDB environment: {e}") from None
+
+
+def _write_error(path: Path, e: lmdb.Error) -> Exception:
+    """What a failed LMDB commit means: LMDB reports a full file system as a plain I/O error
+    (its pages are written through the map), so a file system with under 1 MiB free is ENOSPC."""
+    if shutil.disk_usage(path).free < (1 << 20):
+        return OSError(errno.ENOSPC, "No space left on device", str(path))
+    return StoreError(f"{path}: LMDB write failed: {e}")
 
 
 class RecordWriter:
@@ -105,6 +115,8 @@ class RecordWriter:
                 return
             except lmdb.MapFullError:
                 self._grow_map()
+            except lmdb.Error as e:
+                raise _write_error(self.path, e) from None
 
     def _grow_map(self) -> None:
         """Double the map size (at most ``_MAX_MAP_SIZE``); StoreError if it is already there."""
