@@ -276,6 +276,56 @@ def test_damaged_staging_chunk_is_recomputed(tmp_path: Path, reference: Path, mo
     assert _debris(tmp_path / BUILD) == []
 
 
+def test_damaged_dense_edge_mask_in_staging_is_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """The dense edge-mask view (``--dense-edge-masks``) has per-chunk checksums too: a shard of
+    it damaged in an interrupted staging is found, recomputed, and the result equals an
+    uninterrupted build."""
+    from pipeline.precompute import stages
+
+    args = [*ARGS, "--dense-edge-masks"]
+    ref = tmp_path / "ref"
+    assert _build(ref, "--dense-edge-masks").returncode == 0
+    monkeypatch.chdir(tmp_path)
+    cfg = BuildConfig.from_args(parser().parse_args(args))
+    with monkeypatch.context() as m:
+        m.setattr(stages, "publish_precompute", lambda *_: (_ for _ in ()).throw(RuntimeError("interrupted")))
+        with pytest.raises(RuntimeError):
+            run_build(cfg)
+    [staging] = BUILD.glob(".precomputed.zarr.partial-*")
+    _corrupt(staging / "edge_mask" / "string12_fusion" / "dense" / "c" / "3" / "0")
+    with caplog.at_level(logging.WARNING, logger="pipeline.precompute"):
+        assert run_build(cfg).precomputed_built
+    assert "edge_mask/string12_fusion/dense: samples 768..1023" in caplog.text
+    assert _differences(tmp_path / BUILD, ref / BUILD) == []
+
+
+@pytest.mark.parametrize("meta", ["khop/per_type/k1/zarr.json", "zarr.json", "perturbation/genes/c/0"])
+def test_damaged_prepared_staging_is_started_over(tmp_path: Path, reference: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture, meta: str) -> None:
+    """A file written at prepare (an array's metadata, the root group's, a whole array) damaged in
+    an interrupted staging: the rerun names it, starts the staging over, and equals an
+    uninterrupted build (before, an array's damaged zarr.json failed every task of the rerun)."""
+    from pipeline.precompute import stages
+
+    monkeypatch.chdir(tmp_path)
+    cfg = BuildConfig.from_args(parser().parse_args(ARGS))
+    with monkeypatch.context() as m:
+        m.setattr(stages, "publish_precompute", lambda *_: (_ for _ in ()).throw(RuntimeError("interrupted")))
+        with pytest.raises(RuntimeError):
+            run_build(cfg)
+    [staging] = BUILD.glob(".precomputed.zarr.partial-*")
+    target = staging / meta
+    assert target.is_file(), sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*"))[:40]
+    _corrupt(target)
+    with caplog.at_level(logging.WARNING, logger="pipeline.precompute"):
+        res = run_build(cfg)
+    assert res.precomputed_built
+    assert "since it was prepared; starting it over" in caplog.text and meta.split("/c/")[0] in caplog.text
+    assert _differences(tmp_path / BUILD, reference) == []
+    assert _debris(tmp_path / BUILD) == []
+
+
 def test_force_discards_an_interrupted_staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                caplog: pytest.LogCaptureFixture) -> None:
     from pipeline.precompute import stages

@@ -27,7 +27,8 @@ MANIFEST_FILES = ("zarr.json", "manifest.json")
 _BLOCK = 1 << 22
 
 
-def _crc32(path: Path) -> str:
+def file_crc32(path: Path) -> str:
+    """CRC-32 of one file, 8 hex digits."""
     crc = 0
     with open(path, "rb") as fh:
         while block := fh.read(_BLOCK):
@@ -49,7 +50,7 @@ def _files(root: Path, skip: tuple[str, ...]) -> list[Path]:
 def file_digests(root: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
     """CRC-32 (8 hex digits) of every file under ``root``, by POSIX path relative to it, except the
     top-level manifest files and the top-level entries named in ``skip``."""
-    return {p.relative_to(root).as_posix(): _crc32(p) for p in _files(root, skip)}
+    return {p.relative_to(root).as_posix(): file_crc32(p) for p in _files(root, skip)}
 
 
 def _where(root: Path, rel: str) -> str:
@@ -77,7 +78,7 @@ def damaged_files(root: Path, digests: dict[str, str], skip: tuple[str, ...] = (
         if rel not in have:
             problems.append(f"{_where(root, rel)}: missing")
             continue
-        now = _crc32(root / rel)
+        now = file_crc32(root / rel)
         if now != want:
             problems.append(f"{_where(root, rel)}: checksum differs (stored {want}, now {now})")
     problems += [f"{rel}: not part of the published store" for rel in sorted(have - set(digests))]

@@ -37,7 +37,7 @@ import numpy as np
 
 from pipeline.core.atomic import is_live, own, publish_dir, release
 from pipeline.core.buildkey import build_key, is_current
-from pipeline.core.digests import file_digests
+from pipeline.core.digests import damaged_files, file_crc32, file_digests
 from pipeline.core.errors import StoreError
 from pipeline.core.ragged import indptr_from_lengths, segment_sum
 from pipeline.core.version import __version__
@@ -73,6 +73,7 @@ from pipeline.precompute.tasks import (
     stored_incidence,
 )
 
+ROOT_META = "zarr.json"
 log = logging.getLogger("pipeline.precompute")
 
 
@@ -193,6 +194,9 @@ def prepare_precompute(plan: PrecomputePlan) -> Path:
             if p is not None and p.exists():
                 log.info("--force: discarding the staging %s of an earlier run", p)
                 shutil.rmtree(p)
+    if has_marker(st, "prepared") and (damage := _prepared_damage(st)):
+        log.warning("staging %s: %s since it was prepared; starting it over", st, "; ".join(damage[:5]))
+        shutil.rmtree(st)
     if has_marker(st, "prepared"):
         _discard_debris(plan.store, keep=st)
         own(st)
@@ -231,10 +235,34 @@ def prepare_precompute(plan: PrecomputePlan) -> Path:
         a = params["adjacency"]
         store.create_adjacency((~added).astype(np.uint8), a["graphs"], a["epochs"], a["steps"], a["rows"],
                                a["negatives"])
-    write_marker(st, "prepared", {"key": plan.key, "seconds": round(time.perf_counter() - t0, 3)})
+    write_marker(st, "prepared", {"key": plan.key, "seconds": round(time.perf_counter() - t0, 3),
+                                  "files": _prepared_files(st)})
     log.info("prepared %s: %d samples in %d chunk(s) of %d (%.2fs)", st, n, plan.n_chunks, C,
              time.perf_counter() - t0)
     return st
+
+
+def _prepared_files(st: Path) -> dict[str, str]:
+    """CRC-32 of every file a prepared staging holds (metadata and the arrays written whole at
+    prepare), the root group's metadata included: what a resumed run checks before trusting it."""
+    return {**file_digests(st, skip=(PROGRESS,)), ROOT_META: file_crc32(st / ROOT_META)}
+
+
+def _prepared_damage(st: Path) -> list[str]:
+    """What changed in a prepared staging since its ``prepared`` marker (empty: intact); the
+    files the tasks wrote since are not compared here (each task's re-verification covers them)."""
+    marker = read_markers(st, "prepared").get("prepared")
+    if marker is None or "files" not in marker:
+        return ["its prepared marker does not parse or predates file checksums"]
+    want = dict(marker["files"])
+    root = want.pop(ROOT_META, None)
+    problems = [p for p in damaged_files(st, want, skip=(PROGRESS,))
+                if not p.endswith("not part of the published store")]
+    if not (st / ROOT_META).is_file():
+        problems.append(f"{ROOT_META}: missing")
+    elif file_crc32(st / ROOT_META) != root:
+        problems.append(f"{ROOT_META}: checksum differs")
+    return problems
 
 
 # --- the chunk tasks, on dask --------------------------------------------------------------

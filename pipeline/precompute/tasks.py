@@ -38,13 +38,14 @@ from pipeline.precompute.masks import (
     removed_genes,
 )
 from pipeline.precompute.store import (
-    EDGE_MASK,
     NODE_MASK_DENSE,
     StagingStore,
     adjacency_path,
+    crc_update,
     digest,
     edge_mask_dense_path,
     edge_mask_path,
+    is_chunked_csr,
     khop_path,
     read_chunked_csr,
     write_chunked_csr,
@@ -184,14 +185,23 @@ def chunk_bounds(params: dict[str, Any], n: int, chunk: int) -> tuple[int, int]:
 
 # --- the tasks ---------------------------------------------------------------------------------
 
-def _write_dense_edges(arr: zarr.Array, first: int, nnz: int, eptr: np.ndarray, eids: np.ndarray) -> None:
-    # shard by shard: a whole chunk of dense edge rows would not fit in memory
+def _write_dense_edges(arr: zarr.Array, first: int, nnz: int, eptr: np.ndarray, eids: np.ndarray) -> str:
+    """Write one chunk's dense edge-mask rows, read each shard back, and return their checksum
+    (:func:`~pipeline.precompute.store.digest` of the rows), shard by shard: a whole chunk of dense
+    edge rows would not fit in memory."""
     step = arr.shards[0] if arr.shards else arr.chunks[0]
     count = len(eptr) - 1
+    crc = 0
     for a in range(0, count, step):
         b = min(count, a + step)
         sub_ptr = eptr[a:b + 1] - eptr[a]
-        arr[first + a:first + b] = dense_from_positions(1, nnz, sub_ptr, eids[eptr[a]:eptr[b]])
+        rows = dense_from_positions(1, nnz, sub_ptr, eids[eptr[a]:eptr[b]])
+        written(arr)[first + a:first + b] = rows
+        if not np.array_equal(arr[first + a:first + b], rows):
+            raise StoreError(f"{arr.path}: samples {first + a}..{first + b - 1} read back differently from what "
+                             "was written")
+        crc = crc_update(crc, rows)
+    return f"{crc:08x}"
 
 
 class _Readback:
@@ -245,7 +255,8 @@ def compute_sample_chunk(staging: str, graph_store: str, key: str, chunk: int, p
             if params.get("dense_edge_masks"):
                 if ctx.mirror[t] is not None:
                     eptr, eids = both_orientations(eptr, eids, ctx.mirror[t])
-                _write_dense_edges(written(st.array(edge_mask_dense_path(t))), first, ctx.nnz[t], eptr, eids)
+                name = edge_mask_dense_path(t)
+                out.sums[name] = _write_dense_edges(st.array(name), first, ctx.nnz[t], eptr, eids)
     for (mode, k), gb in sorted(ctx.gene_bits.items()):
         out.rows(khop_path(mode, k), sample_bits(gb, sip, genes, width=n_bytes(ctx.n_genes)))
     done = SampleChunkDone(chunk, first, count, out.sums)
@@ -346,7 +357,7 @@ def drop_task_output(staging: str, marker: TaskDone) -> None:
     match marker:
         case SampleChunkDone(chunk=c, first=first, count=count):
             for name in marker.crc32:
-                if name.startswith(f"{EDGE_MASK}/"):  # a chunked CSR: row c of its ptr and values
+                if is_chunked_csr(name):  # row c of its ptr and values
                     for part in ("ptr", "values"):
                         _drop_shards(st, f"{name}/{part}", c, c + 1)
                 else:
