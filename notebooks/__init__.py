@@ -1,0 +1,1 @@
+"""The numbered notebooks, their plot helpers (``_plots``) and their runner (``python -m notebooks``)."""
