@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m pipeline.build --graphs string12 --dataset kuzmin2018 --dataset costanzo2016 \
-		--precompute masks,khop,adjacency-rows
+	$(BIN)/python -m pipeline.build --graphs string12 --dataset essentiality --dataset kuzmin2018 \
+		--dataset costanzo2016 --dataset synlethdb_sl --precompute masks,khop,adjacency-rows
 
 # The linter and dead code (vulture: pyproject [tool.vulture]; exits non-zero on findings): a second or two.
 lint: $(STAMP)

@@ -28,7 +28,9 @@ def parser(prog: str = "python -m pipeline.build") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="Build a versioned multigraph store (Zarr v3) from raw source files, and "
                                "optionally its perturbation dataset and precomputed per-sample artifacts.",
-        epilog=f"Graphs: a source name selects all its edge types; an edge type selects one. Known: {known}.")
+        epilog=f"Graphs: a source name selects all its edge types; an edge type selects one. Known: {known}. "
+               "--list-datasets prints every dataset --dataset can name (labels with units, release files, "
+               "sample) and exits.")
     BuildConfig.add_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return p
@@ -69,6 +71,11 @@ def error_line(e: BaseException, out: object) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--list-datasets" in argv:  # before parsing (needs no --graphs; not a build option: see the epilog)
+        from pipeline.dataset.sources import describe_registry
+        print(describe_registry())
+        return 0
     args = parser().parse_args(argv)
     setup_logging(args.quiet)
     t0 = time.perf_counter()

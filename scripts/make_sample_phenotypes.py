@@ -7,7 +7,10 @@ over the real gene ids of ``data/sample/genes.tsv``, at the paths
 - ``kuzmin2018/aao1729_data_s1.sample.tsv``: ~2,400 rows of Kuzmin 2018 Data S1
   (1,400 digenic rows with HO-marked single-mutant queries, trigenic rows over 900
   distinct triples, replicates, ~5% ts alleles);
-- ``costanzo2016/SGA_{ExE,NxN,ExN_NxE,DAmP}.sample.txt``: 1,000 rows each.
+- ``costanzo2016/SGA_{ExE,NxN,ExN_NxE,DAmP}.sample.txt``: 1,000 rows each;
+- the single-strain and pair tables of :data:`SINGLES`: Costanzo 2016 single mutant fitness
+  (``.xlsx``), Baryshnikova 2010 SMF (text export), SynLethDB SL / SR (``.csv``), Costanzo
+  2021 condition fitness (``.xlsx``; fixed creation date, so the bytes repeat).
 
 Generation is :mod:`synth.phenotypes` (the same code as the full-scale
 benchmark tables). Usage::
@@ -33,7 +36,17 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.core.buildkey import sha256_file  # noqa: E402
 from pipeline.core.paths import SAMPLE_DIR  # noqa: E402
-from synth.phenotypes import CostanzoSizes, KuzminSizes, gene_pool, write_costanzo2016, write_kuzmin2018  # noqa: E402
+from synth.phenotypes import (  # noqa: E402
+    CostanzoSizes,
+    KuzminSizes,
+    gene_pool,
+    write_baryshnikova2010,
+    write_costanzo2016,
+    write_costanzo2016_smf,
+    write_costanzo2021,
+    write_kuzmin2018,
+    write_synlethdb,
+)
 
 SEED = 0
 GENERATOR = "scripts/make_sample_phenotypes.py"
@@ -42,6 +55,24 @@ COSTANZO = {k: f"costanzo2016/SGA_{k}.sample.txt" for k in ("ExE", "NxN", "ExN_N
 KUZMIN_SIZES = KuzminSizes(triples=900, digenic=1_400, arrays=40, rescreened=0.1)
 COSTANZO_SIZES = CostanzoSizes.rows_each(1_000, arrays=30)
 MAX_BYTES = 300_000
+#: path -> (writer(path, pool, rows, seed), rows, description) of the single-strain and pair tables
+SINGLES = {
+    "costanzo2016_smf/strain_ids_and_single_mutant_fitness.sample.xlsx": (
+        write_costanzo2016_smf, 600, "SYNTHETIC Costanzo 2016 strain_ids_and_single_mutant_fitness.xlsx format "
+        "(7 columns: strain id, systematic name, allele, fitness and stddev at 26 and 30 °C)"),
+    "baryshnikova2010/S1_SMF_standard_100209.sample.txt": (
+        write_baryshnikova2010, 600, "SYNTHETIC Baryshnikova 2010 S1_SMF_standard_100209 text export format (3 "
+        "tab-separated columns, no header: bare ORF / _damp / _tsq id, fitness, standard error)"),
+    "synlethdb/Yeast_SL.sample.csv": (
+        lambda p, pool, n, seed: write_synlethdb(p, pool, n, seed, "sl"), 800,
+        "SYNTHETIC SynLethDB 2.0 Yeast_SL.csv format (8 comma-separated columns n1.name .. r.statistic_score)"),
+    "synlethdb/Yeast_SR.sample.csv": (
+        lambda p, pool, n, seed: write_synlethdb(p, pool, n, seed, "sr"), 300,
+        "SYNTHETIC SynLethDB 2.0 Yeast_SR.csv format (8 comma-separated columns, no score)"),
+    "costanzo2021/S1_Conditions_Strains_Fitness.sample.xlsx": (
+        write_costanzo2021, 400, "SYNTHETIC Costanzo 2021 Data File S1 format (sheet 'Diff. Mutant "
+        "fitness_Conditions': 4 strain columns x 14 condition columns, dma / tsa strains)"),
+}
 
 
 def make_samples(out: Path, genes_tsv: Path = SAMPLE_DIR / "genes.tsv") -> list[dict]:
@@ -58,6 +89,8 @@ def make_samples(out: Path, genes_tsv: Path = SAMPLE_DIR / "genes.tsv") -> list[
             "ts array (TSA30)", "DAmP": "DAmP query x deletion array, DMA30"}
     entries += [(COSTANZO[key], c[COSTANZO[key]], f"SYNTHETIC Costanzo 2016 SGA_{key}.txt format (11 "
                  f"tab-separated columns, NaN for unmeasured): {what[key]}") for key in COSTANZO]
+    for path, (write, rows, desc) in SINGLES.items():
+        entries.append((path, write(out / path, pool, rows, SEED), desc))
     files = []
     for path, rows, desc in entries:
         p = out / path

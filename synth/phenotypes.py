@@ -1,7 +1,11 @@
 """Synthetic genetic-interaction tables in the real published formats.
 
 Writes a Kuzmin-2018-style Data S1 TSV (digenic and trigenic rows) and the four
-Costanzo-2016-style SGA files, over given systematic gene ids (the real ids of
+Costanzo-2016-style SGA files, and small single-strain and pair tables (Costanzo 2016
+single mutant fitness ``.xlsx``, Baryshnikova 2010 SMF text export, SynLethDB
+``Yeast_SL.csv`` / ``Yeast_SR.csv``, Costanzo 2021 Data File S1 ``.xlsx``: the
+``write_*`` functions below, used by ``scripts/make_sample_phenotypes.py``), over given
+systematic gene ids (the real ids of
 ``data/sample/genes.tsv`` by default). The files exercise every path of the readers
 (:mod:`pipeline.sources.phenotypes.kuzmin`, :mod:`pipeline.sources.phenotypes.costanzo`); they carry no
 biology.
@@ -456,6 +460,123 @@ def write_costanzo2016(out: Path, pool: GenePool, sizes: CostanzoSizes, seed: in
 
 
 # --- command line --------------------------------------------------------------------------
+
+# --- single-strain and pair tables (SMF, SynLethDB, Costanzo 2021) ------------------------
+
+#: A fixed creation date: the same bytes on every run (xlsx files embed it).
+_XLSX_DATE = (2026, 1, 1)
+
+
+def _write_xlsx(path: Path, sheet: str, header: list[str], rows: list[list]) -> None:
+    """One worksheet (header row, then rows; None = empty cell), deterministic bytes."""
+    import datetime
+
+    import xlsxwriter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb = xlsxwriter.Workbook(str(path), {"nan_inf_to_errors": False})
+    wb.set_properties({"created": datetime.datetime(*_XLSX_DATE)})
+    ws = wb.add_worksheet(sheet)
+    ws.write_row(0, 0, header)
+    for i, r in enumerate(rows, start=1):
+        for j, v in enumerate(r):
+            if v is not None:
+                ws.write(i, j, v)
+    wb.close()
+
+
+def _mixed_singles(pool: GenePool, n: int, rng: np.random.Generator) -> Strains:
+    """``n`` single-gene strains as the SGA collections name them: deletions (``_dma`` / ``_sn``)
+    of nonessential genes, ts (``_tsq`` / ``_tsa``) and DAmP alleles of essential ones."""
+    n_ts, n_damp = n // 6, n // 12
+    n_del = n - n_ts - n_damp
+    dele = pool.pick(rng, n_del, essential=False)
+    ess = pool.pick(rng, n_ts + n_damp, essential=True)
+    return _concat(_single_strains(pool, dele[: n_del // 2], "dma", rng, 1),
+                   _single_strains(pool, dele[n_del // 2:], "sn", rng, 1),
+                   _single_strains(pool, ess[:n_ts], "tsq", rng, 100),
+                   _single_strains(pool, ess[n_ts:], "damp", rng, 1))
+
+
+def write_costanzo2016_smf(path: Path, pool: GenePool, n: int, seed: int) -> int:
+    """A Costanzo-2016-style ``strain_ids_and_single_mutant_fitness.xlsx``: ``n`` strains, fitness
+    and stddev at 26 and 30 °C (equal for non-ts strains, as released), ~2% empty cells."""
+    rng = rng_for(seed, "costanzo2016_smf")
+    st = _mixed_singles(pool, n, rng)
+    f26 = st.smf
+    ts = np.char.find(st.sid.astype(str), "_ts") >= 0
+    f30 = np.where(ts, np.clip(f26 - rng.gamma(1.5, 0.1, n), 0.02, 1.2), f26)
+    sd26, sd30 = rng.gamma(2.0, 0.01, n), rng.gamma(2.0, 0.01, n)
+    sd30 = np.where(ts, sd30, sd26)
+    gap = rng.random((n, 4)) < 0.02
+    rows = [[str(st.sid[i]), str(pool.ids[st.genes[i, 0]]), str(st.allele[i]),
+             *[None if gap[i, j] else round(float(v), 4) for j, v in enumerate((f26[i], sd26[i], f30[i], sd30[i]))]]
+            for i in range(n)]
+    _write_xlsx(path, "Sheet1", ["Strain ID", "Systematic gene name", "Allele/Gene name",
+                                 "Single mutant fitness (26°)", "Single mutant fitness (26°) stddev",
+                                 "Single mutant fitness (30°)", "Single mutant fitness (30°) stddev"], rows)
+    return n
+
+
+def write_baryshnikova2010(path: Path, pool: GenePool, n: int, seed: int) -> int:
+    """A Baryshnikova-2010-style ``S1_SMF_standard_100209.txt`` (three tab-separated columns, no
+    header): bare ORFs (deletions), ``<ORF>_damp`` and ``<ORF>_tsq<n>`` ids, fitness, SE."""
+    rng = rng_for(seed, "baryshnikova2010")
+    st = _mixed_singles(pool, n, rng)
+    sid = st.sid.astype(str)
+    deletion = (np.char.find(sid, "_dma") >= 0) | (np.char.find(sid, "_sn") >= 0)
+    sid = np.where(deletion, pool.ids[st.genes[:, 0]], sid)  # deletions are bare ORFs
+    se = rng.gamma(2.0, 0.004, n)
+    df = pl.DataFrame({"id": sid, "f": np.round(st.smf, 6), "se": np.round(se, 6)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.write_csv(path, separator="\t", include_header=False)
+    return n
+
+
+def write_synlethdb(path: Path, pool: GenePool, n: int, seed: int, kind: str) -> int:
+    """A SynLethDB-style ``Yeast_SL.csv`` / ``Yeast_SR.csv``: ``n`` distinct gene pairs by standard
+    name (systematic where the gene has none), Entrez-like ids, PubMed ids, sources and scores."""
+    rng = rng_for(seed, f"synlethdb_{kind}")
+    a = rng.integers(0, len(pool.ids), 3 * n)
+    b = rng.integers(0, len(pool.ids), 3 * n)
+    keep = a != b
+    pairs = np.unique(np.sort(np.stack([a[keep], b[keep]], 1), axis=1), axis=0)
+    pairs = pairs[rng.permutation(len(pairs))[:n]]
+    names = np.char.upper(pool.stems)
+    src = rng.choice(np.array(["BioGRID", "Text Mining", "GenomeRNAi", "High Throughput"]), len(pairs))
+    score = np.where(kind == "sl", np.round(rng.uniform(0.1, 1.0, len(pairs)), 3), np.nan)
+    df = pl.DataFrame({
+        "n1.name": names[pairs[:, 0]], "n1.identifier": 850000 + pairs[:, 0],
+        "n2.name": names[pairs[:, 1]], "n2.identifier": 850000 + pairs[:, 1],
+        "r.cell_line": [""] * len(pairs),
+        "r.pubmed_id": (10000000 + rng.integers(0, 9000000, len(pairs))).astype(str),
+        "r.source": src, "r.statistic_score": score})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.write_csv(path, null_value="", float_precision=3)
+    return len(pairs)
+
+
+def write_costanzo2021(path: Path, pool: GenePool, n: int, seed: int) -> int:
+    """A Costanzo-2021-style Data File S1 sheet ``Diff. Mutant fitness_Conditions``: ``n`` array
+    strains (``dma<n>`` deletions, ``tsa<n>`` ts alleles) x 14 conditions, ~0.6% empty cells."""
+    from pipeline.sources.phenotypes.costanzo2021 import CONDITIONS, SHEET
+
+    rng = rng_for(seed, "costanzo2021")
+    n_ts = n // 5
+    genes = np.concatenate([pool.pick(rng, n - n_ts, essential=False), pool.pick(rng, n_ts, essential=True)])
+    kind = np.array(["dma"] * (n - n_ts) + ["tsa"] * n_ts)
+    diff = rng.normal(0, 0.05, (n, len(CONDITIONS))) - rng.gamma(1.0, 0.15, (n, len(CONDITIONS))) * (
+        rng.random((n, len(CONDITIONS))) < 0.08)
+    gap = rng.random(diff.shape) < 0.006
+    rows = [[str(pool.ids[g]), str(pool.stems[g]).upper(), f"{pool.stems[g]}-{100 + i}" if kind[i] == "tsa" else None,
+             f"{kind[i]}{1000 + i}", *[None if gap[i, j] else round(float(diff[i, j]), 4)
+                                        for j in range(len(CONDITIONS))]]
+            for i, g in enumerate(genes)]
+    header = ["Systematic Name", "Gene Name", "Allele (Essential genes only)", "Strain ID",
+              *[v[0] for v in CONDITIONS.values()]]
+    _write_xlsx(path, SHEET, header, rows)
+    return n
+
 
 def gene_pool(genes_tsv: Path = SAMPLE_DIR / "genes.tsv", seed: int = 0) -> GenePool:
     return GenePool.from_table(read_gene_table_tsv(genes_tsv), seed)

@@ -38,7 +38,9 @@ Rules (:func:`parse_strains`):
   absence of ``Δ`` says nothing.
 - Codes 4 (overexpression, suffix ``oe``: no published table here uses it; chosen
   for future sources) and 5 (addition of a heterologous gene) are part of the code
-  table but no reader here produces 5.
+  table but no published table here produces 5; engineered strains (any number of
+  deletions and additions in one strain) carry it, and the dataset stage stores strains
+  of any size (:mod:`pipeline.dataset.encode`, long keys).
 
 Everything is vectorised polars over the (few thousand) distinct strains; readers
 parse distinct strain ids once and map rows to them.

@@ -9,6 +9,12 @@ stream through in bounded memory:
 1. :func:`encode` maps names to the build's gene index and packs each strain (its
    (gene index, type) pairs) into one uint64 key; observations naming a gene outside
    the index get a tagged key, so they are counted in the same pass and dropped.
+   A strain of more than :data:`MAX_GENES` genes (an engineered strain: any number of
+   deletions and additions) gets a *long* key instead, ``LONG | 62-bit hash`` of its
+   sorted slots (:func:`long_keys`), and carries its slots in ``long_slots``;
+   :func:`split_long` sets them aside (one row per distinct long strain), so the
+   aggregation groups long and short strains alike, exactly (a hash collision between
+   two different strains is detected and is an error).
    (The dataset stage reads text tables with :mod:`pipeline.dataset.onepass`, which
    yields the same encoded frame in one pass over the file.)
 2. :func:`aggregate` merges replicate observations of the same strain (same key):
@@ -28,12 +34,18 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.core.genes import GeneIndex
-from pipeline.core.ragged import indptr_from_lengths
+from pipeline.core.ragged import indptr_from_lengths, owner
+from pipeline.core.splitmix import splitmix64
 from pipeline.dataset.splits import SPLITS
 
 #: Phenotype value columns of an observation, each aggregated over replicates.
 VALUES = ["fitness", "interaction", "interaction_raw", "smf_query", "smf_array"]
+#: Value columns with their own replicate rule (root mean square; the largest p-value).
+_COMBINED = ("fitness_std", "interaction_p")
+#: Genes a packed (short) strain key holds; strains of more genes get long keys.
 MAX_GENES = 3
+#: Most genes one strain may have (``n_perturbed`` is uint8).
+MAX_STRAIN_GENES = 255
 
 
 #: Bits of one (gene, type) slot of a strain key: 16 for gene index + 1, 3 for the type code.
@@ -41,6 +53,72 @@ SLOT_BITS = 19
 MAX_INDEX = (1 << 16) - 2
 #: Keys at or above this mark observations naming a gene outside the index (tag in the low bits).
 UNKNOWN = np.uint64(1 << 63)
+#: Keys in [LONG, UNKNOWN) are strains of more than MAX_GENES genes: LONG | a 62-bit hash of their slots.
+LONG = np.uint64(1 << 62)
+
+
+def extra_labels(columns: list[str]) -> list[str]:
+    """The label columns beyond the interaction tables' value columns (a dataset's own labels),
+    in the order given: every column that is not one of the fixed observation columns."""
+    fixed = {*VALUES, *_COMBINED, "key", "source_bits", "source_row", "screen", "n_rows", "long_slots", "source",
+             "source_file", "genes", "types", "n_perturbed"}
+    return [c for c in columns if c not in fixed and not c.startswith("_")]
+
+
+def long_keys(flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The long key of each strain from its sorted slots (uint32 ``flat``, strain ``i`` is
+    ``flat[offsets[i]:offsets[i + 1]]``): ``LONG | (h >> 2)``, ``h`` a splitmix64 fold of the
+    length and every slot with its position. A pure function of the strain: the same key in
+    every build, whatever else is in it (splits hash it).
+
+    >>> k = long_keys(np.array([9, 17, 25, 33, 9, 17, 25, 41], np.uint32), np.array([0, 4, 8]))
+    >>> bool(k[0] != k[1]) and bool(((k >= LONG) & (k < UNKNOWN)).all())
+    True
+    """
+    lens = np.diff(offsets).astype(np.int64)
+    h = splitmix64(lens.astype(np.uint64), 0x10C6)
+    for j in range(int(lens.max(initial=0))):
+        has = lens > j
+        h[has] = splitmix64(h[has] ^ flat[offsets[:-1][has] + j].astype(np.uint64), j + 1)
+    return LONG | (h >> np.uint64(2))
+
+
+def strain_slots(names: pl.Series, types: pl.Series, genes: GeneIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted slots flat, offsets, unknown flag) per strain from list Series of systematic names
+    and type codes: each strain's slots ascending, as a packed key orders them."""
+    lens = names.list.len().fill_null(0).to_numpy().astype(np.int64)
+    offsets = indptr_from_lengths(lens)
+    flat_names = names.explode().drop_nulls() if offsets[-1] else pl.Series([], dtype=pl.String)
+    idx = genes.lookup(flat_names)
+    flat_t = types.explode().drop_nulls().to_numpy().astype(np.int64) if offsets[-1] else np.zeros(0, np.int64)
+    row = owner(offsets)
+    unknown = np.zeros(len(lens), dtype=bool)
+    unknown[row[idx < 0]] = True
+    slots = slot_values(idx, flat_t)
+    order = np.lexsort((slots, row))
+    return slots[order], offsets, unknown
+
+
+def _long_of_struct(s: pl.Series, genes: GeneIndex, tag: int) -> pl.Series:
+    """Long keys (UNKNOWN + tag where a gene is outside the index) and slot lists of a batch of
+    (genes, types) rows of more than MAX_GENES genes (null for the others)."""
+    names, types = s.struct.field("genes"), s.struct.field("types")
+    is_long = (names.list.len().fill_null(0) > MAX_GENES).to_numpy()
+    key = np.zeros(len(s), dtype=np.uint64)
+    lens = np.zeros(len(s), dtype=np.int64)
+    flat = np.zeros(0, dtype=np.uint32)
+    if is_long.any():  # the long rows' slots in row order; the other rows get empty lists, then null
+        at = np.flatnonzero(is_long)
+        flat, offsets, unknown = strain_slots(names.gather(at), types.gather(at), genes)
+        k = long_keys(flat, offsets)
+        k[unknown] = UNKNOWN + np.uint64(tag)
+        key[at] = k
+        lens[at] = np.diff(offsets)
+    lists = _lists("long_slots", flat.astype(np.uint32), indptr_from_lengths(lens), pl.UInt32)
+    mask = pl.Series(is_long)
+    return pl.DataFrame([pl.Series("long_key", key), lists]).select(
+        pl.when(mask).then(pl.col("long_key")).alias("long_key"),
+        pl.when(mask).then(pl.col("long_slots")).alias("long_slots")).to_struct("_long")
 
 
 def slot_values(gene_idx: np.ndarray, types: np.ndarray) -> np.ndarray:
@@ -107,7 +185,7 @@ def _keys_of_struct(s: pl.Series) -> pl.Series:
     return pl.Series(sample_key(cols[::2], cols[1::2]), dtype=pl.UInt64)
 
 
-def encode(obs: pl.LazyFrame, genes: GeneIndex, tag: int = 0) -> pl.LazyFrame:
+def encode(obs: pl.LazyFrame, genes: GeneIndex, tag: int = 0, long: bool = False) -> pl.LazyFrame:
     """Replace ``genes``/``types`` by ``key`` (uint64): the strain's (gene index, type) pairs, packed.
 
     ``tag`` numbers the input (0..15); ``source`` becomes the bit ``source_bits = 1 << tag``.
@@ -117,6 +195,11 @@ def encode(obs: pl.LazyFrame, genes: GeneIndex, tag: int = 0) -> pl.LazyFrame:
     keys are equal strains. Names are mapped by a join with the index, which streams
     (a ``replace`` would hold whole columns). An observation naming a gene outside the
     index gets ``key = UNKNOWN + tag``, so one pass also counts them per input.
+
+    ``long=True``: strains may have more than :data:`MAX_GENES` genes; they get long keys and
+    a ``long_slots`` list column (null on the other rows; :func:`split_long`). With
+    ``long=False`` (the interaction tables: at most three genes, checked by their readers) the
+    frame has no such column and a longer strain is an error.
     """
     if len(genes) > MAX_INDEX:
         raise ValueError(f"at most {MAX_INDEX} genes fit a strain key, got {len(genes)}")
@@ -135,12 +218,38 @@ def encode(obs: pl.LazyFrame, genes: GeneIndex, tag: int = 0) -> pl.LazyFrame:
         unknown.append(pl.col(f"_g{i}").is_not_null() & pl.col(f"_i{i}").is_null())  # a name that did not map
     # packed by numpy, one streamed batch at a time (sorting lists per row is slow in polars)
     key = pl.struct(slots).map_batches(_keys_of_struct, return_dtype=pl.UInt64, is_elementwise=True)
-    return lf.with_columns(pl.when(pl.any_horizontal(unknown)).then(pl.lit(int(UNKNOWN) + tag, dtype=pl.UInt64))
-                           .otherwise(key).alias("key"),
+    key = pl.when(pl.any_horizontal(unknown)).then(pl.lit(int(UNKNOWN) + tag, dtype=pl.UInt64)).otherwise(key)
+    n = pl.col("genes").list.len()
+    extra = []
+    if long:
+        lk = pl.struct("genes", "types").map_batches(
+            lambda s: _long_of_struct(s, genes, tag), is_elementwise=True,
+            return_dtype=pl.Struct({"long_key": pl.UInt64, "long_slots": pl.List(pl.UInt32)}))
+        lf = lf.with_columns(lk.alias("_long"))
+        key = pl.when(n > MAX_GENES).then(pl.col("_long").struct.field("long_key")).otherwise(key)
+        extra = [pl.col("_long").struct.field("long_slots").alias("long_slots")]
+    else:  # a reader bug, not bad input: the interaction readers check their gene counts
+        fail = pl.when(n > MAX_GENES).then(pl.lit("a strain of more than three genes from a short reader"))
+        key = key + fail.otherwise(pl.lit("0")).cast(pl.UInt64, strict=True)
+    return lf.with_columns(key.alias("key"), *extra,
                            pl.lit(1 << tag, dtype=pl.UInt16).alias("source_bits"),  # strings are costly to group
                            pl.col("screen").cast(pl.Categorical)).drop(
         "genes", "types", "n_perturbed", "source", "source_file",
-        *[f"_{c}{i}" for c in "gti" for i in range(MAX_GENES)])
+        *[f"_{c}{i}" for c in "gti" for i in range(MAX_GENES)], *(["_long"] if long else []))
+
+
+def split_long(obs: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """(observations without ``long_slots``, one row per distinct long strain: ``key``, ``long_slots``);
+    None when ``obs`` has no such column. Two different strains with one long key (a 62-bit hash
+    collision) raise."""
+    if "long_slots" not in obs.columns:
+        return obs, None
+    side = obs.filter(pl.col("long_slots").is_not_null()).select("key", "long_slots").unique(maintain_order=True)
+    side = side.filter(pl.col("key") < int(UNKNOWN))
+    if side["key"].n_unique() != side.height:
+        raise ValueError("two different strains hash to one long strain key (a 62-bit collision): "
+                         "report this with the input files")
+    return obs.drop("long_slots"), side
 
 
 def decode_keys(key: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -166,14 +275,16 @@ def collect_observations(enc: pl.LazyFrame) -> pl.DataFrame:
     About 50 bytes per observation (1 GiB at 20 million rows); the screen names are
     kept aside as the categorical's categories.
     """
-    cast = [pl.col(v).cast(pl.Float32) for v in [*VALUES, "fitness_std", "interaction_p"]]
+    names = enc.collect_schema().names()
+    cast = [pl.col(v).cast(pl.Float32) for v in [*VALUES, *_COMBINED, *extra_labels(names)]]
     df = enc.with_columns(*cast, pl.col("source_row").cast(pl.Int32)).collect(engine="streaming")
     return df.rechunk()  # contiguous columns: to_numpy() without copies
 
 
 def _sort_key(key: np.ndarray) -> np.ndarray:
-    """Canonical order: number of genes, then the packed key; unknown-gene keys (top bit) last."""
-    return np.where(key >= UNKNOWN, key, (_n_genes(key) << np.uint64(58)) | key)
+    """Canonical order: number of genes, then the packed key; long keys (bit 62: the hash, an
+    order among long strains fixed later) after them and unknown-gene keys (top bit) last."""
+    return np.where(key >= LONG, key, (_n_genes(key) << np.uint64(58)) | key)
 
 
 def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
@@ -188,7 +299,10 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     standard deviation (null below 2). The measurement errors combine as
     ``fitness_std`` = root mean square of the replicates' standard deviations and
     ``interaction_p`` = the largest p-value (conservative). ``policy="first"``
-    keeps the first observation (lowest input, then source row) of each strain.
+    keeps the first observation (lowest input, then source row) of each strain; a
+    dataset's own label (:func:`extra_labels`) comes from the first observation that
+    measured it, so no dataset's labels are lost to another's row, and ``source_bits``
+    is every replicate's.
     Keys of observations naming unknown genes (``>= UNKNOWN``) come out last, with
     their row counts in ``n_rows``.
     """
@@ -209,14 +323,20 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     del sk
     first = order[starts]
     out: dict[str, Any] = {"key": key[first], "n_rows": run_len.astype(np.uint32)}
-    del key, starts  # full-size temporaries go as soon as they are used: the peak is in here
+    del key  # full-size temporaries go as soon as they are used: the peak is in here
     screen = obs["screen"]
     if policy == "first":
+        extras = set(extra_labels(obs.columns))
         for c in obs.columns:
-            if c not in ("key", "screen"):
+            if c in extras:  # another dataset's label: from the first observation that measured it
+                out[c] = _first_measured(obs[c].to_numpy(), order, starts)
+            elif c == "source_bits":  # every dataset of the replicates (their labels may be kept)
+                out[c] = np.bitwise_or.reduceat(obs[c].to_numpy()[order], starts) if len(starts) else out["n_rows"][:0]
+            elif c not in ("key", "screen"):
                 out[c] = obs[c].to_numpy()[first]
         out["screen"] = screen[pl.Series(first)]
-        return pl.DataFrame(out)
+        return pl.DataFrame(out).with_columns(pl.col(c).fill_nan(None) for c in extras)
+    del starts
 
     # Most strains are measured once: their values are copied through; only the rows of
     # replicated strains are gathered and reduced.
@@ -274,8 +394,9 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
 
     # two value columns at a time: numpy's gathers and reductions release the GIL
     # (measured 1.6x on 2 cores), and at most two columns' temporaries are in flight
+    values = [*VALUES, *extra_labels(obs.columns)]
     with ThreadPoolExecutor(2) as ex:
-        for v, (mean, n, sd) in zip(VALUES, ex.map(mean_n_sd, VALUES)):
+        for v, (mean, n, sd) in zip(values, ex.map(mean_n_sd, values)):
             cols[v] = pl.Series(v, mean, nan_to_null=True)
             cols[f"{v}_n"] = pl.Series(f"{v}_n", n)
             cols[f"{v}_rep_sd"] = pl.Series(f"{v}_rep_sd", sd, nan_to_null=True)
@@ -296,6 +417,18 @@ def aggregate(obs: pl.DataFrame, policy: str = "mean") -> pl.DataFrame:
     return df
 
 
+def _first_measured(col: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per run of ``order`` (starting at ``starts``) the first non-NaN value of ``col``, NaN if none.
+
+    >>> _first_measured(np.array([np.nan, 2.0, 3.0, np.nan]), np.arange(4), np.array([0, 2])).tolist()
+    [2.0, 3.0]
+    """
+    vals = col[order]
+    pos = np.where(np.isnan(vals), len(vals), np.arange(len(vals)))
+    at = np.minimum.reduceat(pos, starts) if len(starts) else np.zeros(0, np.int64)
+    return np.append(vals, np.float32(np.nan))[at].astype(col.dtype)
+
+
 def sample_key(gene_cols: list[np.ndarray], type_cols: list[np.ndarray]) -> np.ndarray:
     """The packed strain key (:func:`pack_keys`) from per-slot gene indices (-1 absent) and type codes;
     the inverse of :func:`decode_keys`."""
@@ -303,13 +436,57 @@ def sample_key(gene_cols: list[np.ndarray], type_cols: list[np.ndarray]) -> np.n
 
 
 def assign_ids_and_splits(samples: pl.DataFrame, n_genes: int, seed: int,
-                          fractions: tuple[float, float, float], sources: list[str] | None = None) -> pl.DataFrame:
+                          fractions: tuple[float, float, float], sources: list[str] | None = None,
+                          long_strains: pl.DataFrame | None = None) -> pl.DataFrame:
     """Sort samples canonically, number them, add ``gene_idx``/``types`` lists and ``split_<name>``.
 
     Canonical order: by number of perturbed genes, then by the packed key (the strain's
     (gene index, type) pairs, most significant first), so sample ids do not depend on
-    input order or on the aggregation's hash order.
+    input order or on the aggregation's hash order. Strains of more than
+    :data:`MAX_GENES` genes (long keys; their slots in ``long_strains``, from
+    :func:`split_long`) come after, in the same order: by number of genes, then their
+    (gene index, type) pairs.
     """
+    key = samples["key"].to_numpy()
+    is_long = key >= LONG
+    if not is_long.any():
+        return _short_samples(samples, n_genes, seed, fractions, sources)
+    if long_strains is None:
+        raise ValueError("samples with long strain keys need long_strains (split_long)")
+    short = _short_samples(samples.filter(pl.Series(~is_long)), n_genes, seed, fractions, sources)
+    long = _long_samples(samples.filter(pl.Series(is_long)), long_strains, n_genes, seed, fractions, sources)
+    long = long.with_columns(pl.col("sample_id") + short.height)
+    return pl.concat([short, long.select(short.columns)], how="vertical")
+
+
+def _split_labels(key: np.ndarray, gcols: list[np.ndarray], n_genes: int, seed: int,
+                  fractions: tuple[float, float, float]) -> dict[str, np.ndarray]:
+    labels = {}
+    for name, fn in SPLITS.items():
+        kwargs = {"n_genes": n_genes} if name == "gene_holdout" else {}
+        labels[f"split_{name}"] = fn(key, gcols, seed, fractions, **kwargs)
+    return labels
+
+
+def _with_source(body: pl.DataFrame, sources: list[str] | None) -> pl.DataFrame:
+    """``source_bits`` back to names: sorted, comma-joined (one name per distinct bit set, then a
+    gather: no Python string per row)."""
+    if "source_bits" not in body.columns:
+        return body
+    names = sources or [f"input{i}" for i in range(16)]
+    bits = body["source_bits"].to_numpy().astype(np.int64)
+    present = np.flatnonzero(np.bincount(bits, minlength=1))
+    code = np.zeros(int(present[-1]) + 1 if len(present) else 1, dtype=np.uint32)
+    code[present] = np.arange(len(present), dtype=np.uint32)
+    table = pl.Series("source", [",".join(sorted(n for i, n in enumerate(names) if b >> i & 1))
+                                 for b in present.tolist()], dtype=pl.String)
+    body = body.with_columns(table.gather(pl.Series(code[bits]))).drop("source_bits")
+    return body.select("source", pl.exclude("source"))
+
+
+def _short_samples(samples: pl.DataFrame, n_genes: int, seed: int, fractions: tuple[float, float, float],
+                   sources: list[str] | None) -> pl.DataFrame:
+    """:func:`assign_ids_and_splits` of samples with packed (up to three-gene) keys."""
     key = samples["key"].to_numpy()
     gcols, tcols = decode_keys(key)
     n = sum((g >= 0).astype(np.uint8) for g in gcols)
@@ -319,10 +496,7 @@ def assign_ids_and_splits(samples: pl.DataFrame, n_genes: int, seed: int,
         order = np.argsort(sk)
         key, n = key[order], n[order]
         gcols, tcols = [g[order] for g in gcols], [t[order] for t in tcols]
-    labels = {}
-    for name, fn in SPLITS.items():
-        kwargs = {"n_genes": n_genes} if name == "gene_holdout" else {}
-        labels[f"split_{name}"] = fn(key, gcols, seed, fractions, **kwargs)
+    labels = _split_labels(key, gcols, n_genes, seed, fractions)
     # lists from fixed slots: the present slots of a key are its first n (decode_keys), so slot
     # i of sample j goes to offsets[j] + i; scattered slot by slot (no [n, 3] temporaries)
     offsets = indptr_from_lengths(n)
@@ -335,18 +509,37 @@ def assign_ids_and_splits(samples: pl.DataFrame, n_genes: int, seed: int,
         flat_t[at] = t[has]
     gene_idx = _lists("gene_idx", flat_g, offsets, pl.Int32)
     types = _lists("types", flat_t, offsets, pl.UInt8)
-    body = (samples if identity else samples[pl.Series(order)]).drop("key")
-    if "source_bits" in body.columns:  # back to names: sorted, comma-joined
-        names = sources or [f"input{i}" for i in range(16)]
-        bits = body["source_bits"].to_numpy().astype(np.int64)
-        # one name per distinct bit set, then a gather: no Python string per row
-        present = np.flatnonzero(np.bincount(bits, minlength=1))
-        code = np.zeros(int(present[-1]) + 1 if len(present) else 1, dtype=np.uint32)
-        code[present] = np.arange(len(present), dtype=np.uint32)
-        table = pl.Series("source", [",".join(sorted(n for i, n in enumerate(names) if b >> i & 1))
-                                     for b in present.tolist()], dtype=pl.String)
-        body = body.with_columns(table.gather(pl.Series(code[bits]))).drop("source_bits")
-        body = body.select("source", pl.exclude("source"))
+    body = _with_source((samples if identity else samples[pl.Series(order)]).drop("key"), sources)
+    return pl.DataFrame([pl.Series("sample_id", np.arange(len(key), dtype=np.int64)), gene_idx, types,
+                         pl.Series("n_perturbed", n.astype(np.uint8))]).hstack(body).with_columns(
+        *[pl.Series(k, v, dtype=pl.UInt8) for k, v in labels.items()])
+
+
+def _long_samples(samples: pl.DataFrame, long_strains: pl.DataFrame, n_genes: int, seed: int,
+                  fractions: tuple[float, float, float], sources: list[str] | None) -> pl.DataFrame:
+    """:func:`assign_ids_and_splits` of samples with long keys (few: engineered strains), their
+    slots looked up in ``long_strains`` (key, long_slots)."""
+    slots = samples.select("key").join(long_strains, on="key", how="left", maintain_order="left")["long_slots"]
+    if slots.null_count():
+        raise ValueError("a long strain key without its slots in long_strains")
+    n = slots.list.len().to_numpy().astype(np.int64)
+    if n.max(initial=0) > MAX_STRAIN_GENES:
+        raise ValueError(f"a strain of {int(n.max())} genes; at most {MAX_STRAIN_GENES} are stored")
+    width = int(n.max(initial=0))
+    offsets = indptr_from_lengths(n)
+    flat = slots.explode().to_numpy().astype(np.int64)
+    mat = np.zeros((len(n), width), dtype=np.int64)  # slots, 0 past a strain's genes
+    mat[owner(offsets), np.arange(len(flat)) - offsets[:-1][owner(offsets)]] = flat
+    order = np.lexsort((*[mat[:, j] for j in range(width - 1, -1, -1)], n))  # by n, then the slots
+    mat, n = mat[order], n[order]
+    key = samples["key"].to_numpy()[order]
+    gcols = [np.where(mat[:, j] > 0, (mat[:, j] >> 3) - 1, -1).astype(np.int32) for j in range(width)]
+    labels = _split_labels(key, gcols, n_genes, seed, fractions)
+    offsets = indptr_from_lengths(n)
+    present = mat[np.arange(width)[None, :] < n[:, None]]  # row-major: each strain's slots in order
+    gene_idx = _lists("gene_idx", ((present >> 3) - 1).astype(np.int32), offsets, pl.Int32)
+    types = _lists("types", (present & 7).astype(np.uint8), offsets, pl.UInt8)
+    body = _with_source(samples[pl.Series(order)].drop("key"), sources)
     return pl.DataFrame([pl.Series("sample_id", np.arange(len(key), dtype=np.int64)), gene_idx, types,
                          pl.Series("n_perturbed", n.astype(np.uint8))]).hstack(body).with_columns(
         *[pl.Series(k, v, dtype=pl.UInt8) for k, v in labels.items()])

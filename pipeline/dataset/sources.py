@@ -1,94 +1,40 @@
-"""The phenotype tables ``--dataset`` names: their files under ``data/raw/<name>/``, readers and samples."""
+"""The registry of phenotype datasets ``--dataset`` names: :data:`DATASETS`.
+
+Each entry is a :class:`~pipeline.sources.phenotypes.spec.PhenotypeDataset` (files under
+``data/raw/<subdir>/``, reader, labels, samples); a new dataset is one module under
+``pipeline/sources/phenotypes/`` exposing ``DATASET`` (or ``DATASETS``), listed in
+:data:`_MODULES`. ``python -m pipeline.build --list-datasets`` prints the registry.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import os
+import zipfile
 from pathlib import Path
-from typing import Any
 
-from pipeline.core.errors import AmbiguousSourceError
+from pipeline.core.errors import AmbiguousSourceError, SourceFormatError
+from pipeline.sources.phenotypes.spec import PhenotypeDataset
 
-# (files, on_unknown_allele, stats dict to fill, check_values, on_bad_value) -> observations
-# (pipeline.core.perturbations.OBSERVATION_SCHEMA); check_values, on_bad_value: see pipeline.sources.phenotypes.tables
-DatasetReader = Callable[[list[Path], str, dict, bool, str], "pl.LazyFrame"]  # noqa: F821 - polars imported lazily
-
-
-@dataclass(frozen=True)
-class DatasetSource:
-    name: str
-    subdir: str
-    patterns: tuple[str, ...]  # globs under raw/<subdir>; every match is read (but see one_file)
-    reader: DatasetReader
-    samples: tuple[str, ...] = ()  # paths relative to data/sample
-    description: str = ""
-    #: "module:NAME" of the TableFormat of a text table (the dataset stage's one-pass reader,
-    #: pipeline.dataset.onepass); None for other formats (xlsx), read by ``reader`` only
-    text_format: str | None = None
-    #: the patterns are spellings of one file (plain, gzip): two matches are an error, not two inputs
-    one_file: bool = False
-    #: (file name, sha256) of each published release file: an input is the verified release
-    #: or a local variant (:func:`pipeline.core.inputs.mark_release`)
-    releases: tuple[tuple[str, str], ...] = ()
-
-    def table_format(self) -> Any:
-        if self.text_format is None:
-            return None
-        module, name = self.text_format.split(":")
-        return getattr(importlib.import_module(module), name)
+#: Dataset modules under pipeline.sources.phenotypes, each exposing DATASET or DATASETS.
+_MODULES = ("kuzmin", "costanzo", "essentiality", "smf", "synlethdb", "costanzo2021")
 
 
-def _kuzmin2018(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-                on_bad_value: str = "error"):
-    import polars as pl
-
-    from pipeline.sources.phenotypes.kuzmin import scan_kuzmin2018
-    return pl.concat([scan_kuzmin2018(p, on_unknown=on_unknown, stats=stats, check_values=check_values,
-                                      on_bad_value=on_bad_value) for p in paths], how="vertical")
-
-
-def _kuzmin2020(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-                on_bad_value: str = "error"):
-    import polars as pl
-
-    from pipeline.sources.phenotypes.kuzmin import read_kuzmin2020
-    return pl.concat([read_kuzmin2020(p, on_unknown=on_unknown, stats=stats, check_values=check_values,
-                                      on_bad_value=on_bad_value) for p in paths], how="vertical")
+def _registry() -> dict[str, PhenotypeDataset]:
+    out: dict[str, PhenotypeDataset] = {}
+    for m in _MODULES:
+        mod = importlib.import_module(f"pipeline.sources.phenotypes.{m}")
+        for d in getattr(mod, "DATASETS", None) or (mod.DATASET,):
+            if d.name in out:
+                raise ValueError(f"dataset {d.name!r} registered twice")
+            out[d.name] = d
+    return out
 
 
-def _costanzo2016(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-                  on_bad_value: str = "error"):
-    from pipeline.sources.phenotypes.costanzo import scan_costanzo2016
-    return scan_costanzo2016(paths, on_unknown=on_unknown, stats=stats, check_values=check_values,
-                             on_bad_value=on_bad_value)
+DATASETS: dict[str, PhenotypeDataset] = _registry()
 
 
-DATASETS: dict[str, DatasetSource] = {d.name: d for d in [
-    DatasetSource("kuzmin2018", "kuzmin2018", ("aao1729_data_s1.tsv", "aao1729_data_s1.tsv.gz"), _kuzmin2018,
-                  samples=("kuzmin2018/aao1729_data_s1.sample.tsv",),
-                  description="Kuzmin et al. 2018 (Science) Data S1, aao1729_data_s1.tsv",
-                  text_format="pipeline.sources.phenotypes.kuzmin:KUZMIN2018", one_file=True,
-                  releases=(("aao1729_data_s1.tsv",
-                              "c82b60f98590071fcb07b74b672958a5863b58e03b78631e6235cb664ee82afb"),)),
-    DatasetSource("kuzmin2020", "kuzmin2020", ("*.xlsx",), _kuzmin2020,
-                  description="Kuzmin et al. 2020 (Science) Tables S1 and S3 (xlsx)",
-                  releases=(
-                      ("aaz5667-Table-S1.xlsx", "4180577d53d5012c6c747227cbeca8a2d09f59bd8028d3bb2f5fd84601c77def"),
-                      ("aaz5667-Table-S3.xlsx", "625420bed5de3563c9f1b4f1909a627aa4d8dd1b629c3f8a3596eb99e132c54f"))),
-    DatasetSource("costanzo2016", "costanzo2016",
-                  ("SGA_ExE.txt", "SGA_NxN.txt", "SGA_ExN_NxE.txt", "SGA_DAmP.txt"), _costanzo2016,
-                  samples=tuple(f"costanzo2016/SGA_{k}.sample.txt" for k in ("ExE", "NxN", "ExN_NxE", "DAmP")),
-                  description="Costanzo et al. 2016 (Science) SGA tables SGA_ExE/NxN/ExN_NxE/DAmP.txt",
-                  text_format="pipeline.sources.phenotypes.costanzo:COSTANZO2016",
-                  releases=(("SGA_ExE.txt", "84dfe41a09192479842dc0055373c35afcb5246c8e11bb9724326615f5162f7d"),
-                            ("SGA_ExN_NxE.txt", "d8b183a80da1d52bbf66c134d4707c1c243c2cf1689859aee72c28e4d4adffca"),
-                            ("SGA_NxN.txt", "c413d1bfab7e79a2db142ba3e43572411216f24c23df71bb1e180163da1304ae"),
-                            ("SGA_DAmP.txt", "581eafbc7a30155f5af7777101e6f94cfd03fcf0242ee76ecce47aa88d75ebc8"))),
-]}
-
-
-def find_dataset_files(ds: DatasetSource, raw: Path) -> list[Path]:
+def find_dataset_files(ds: PhenotypeDataset, raw: Path) -> list[Path]:
     """The table files of ``ds`` under ``raw/<subdir>`` (hidden files excluded), sorted; for a
     ``one_file`` source, two matches are an :class:`~pipeline.core.errors.AmbiguousSourceError`."""
     base = raw / ds.subdir
@@ -98,3 +44,55 @@ def find_dataset_files(ds: DatasetSource, raw: Path) -> list[Path]:
     if ds.one_file and len(hits) > 1:
         raise AmbiguousSourceError(base, f"{ds.name} table ({ds.description})", hits)
     return hits
+
+
+def _write_atomic(dest: Path, data: bytes) -> None:
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, dest)
+
+
+def packaged_input(ds: PhenotypeDataset, cache: Path) -> Path | None:
+    """The release file ``ds`` ships inside an installed package (:attr:`PhenotypeDataset.packaged`),
+    copied once to ``cache/<name>/<file>`` (a zip member extracted, atomically), or None if the
+    package is not installed."""
+    pf = ds.packaged
+    src = pf.locate() if pf else None
+    if pf is None or src is None:
+        return None
+    if pf.member is None:
+        return src
+    dest = cache / ds.name / Path(pf.member).name
+    stamp = f"{src.stat().st_size}:{src.stat().st_mtime_ns}"
+    marker = dest.with_name(dest.name + ".from")
+    if dest.is_file() and marker.is_file() and marker.read_text() == f"{src}:{stamp}":
+        return dest
+    try:
+        with zipfile.ZipFile(src) as zf:
+            data = zf.read(pf.member)
+    except (zipfile.BadZipFile, KeyError) as e:
+        raise SourceFormatError(src, None, f"a zip holding {pf.member} ({ds.description})", str(e)) from e
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(dest, data)
+    _write_atomic(marker, f"{src}:{stamp}".encode())
+    return dest
+
+
+def describe_registry() -> str:
+    """The registry as text: per dataset its description, labels with units, files and sample kind
+    (``python -m pipeline.build --list-datasets``)."""
+    lines = []
+    for d in DATASETS.values():
+        lines.append(f"{d.name}: {d.description}" + (f" [{d.citation}]" if d.citation else ""))
+        for lab in d.labels:
+            lines.append(f"    label {lab.describe()}")
+        for f in d.files:
+            lines.append(f"    file  {f.name}  sha256 {f.sha256 or '(none published)'}"
+                         + (f"  ({f.obtain})" if f.obtain else ""))
+        lines.append(f"    under data/raw/{d.subdir}/: {', '.join(d.patterns)}")
+        kind = d.sample_kind()
+        where = {"package": f"none needed: the installed {d.packaged.package if d.packaged else ''} package "
+                            "ships the real file",
+                 "none": "none (put the release files under data/raw)"}.get(kind, f"{kind}: {', '.join(d.samples)}")
+        lines.append(f"    sample {where}")
+    return "\n".join(lines)

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.sources.phenotypes.spec import INTERACTION_LABELS, PhenotypeDataset, ReleaseFile
 from pipeline.sources.phenotypes.tables import OnBadValue, OnUnknown, TableFormat, scan_table
 
 #: The four files of Data S1.
@@ -78,3 +79,26 @@ def scan_costanzo2016(paths: str | Path | Sequence[str | Path], *, on_unknown: O
     frames = [scan_table(p, COSTANZO2016, on_unknown=on_unknown, stats=stats, check_values=check_values,
                          on_bad_value=on_bad_value) for p in paths]
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
+
+
+def _reader(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
+            on_bad_value: str = "error") -> pl.LazyFrame:
+    return scan_costanzo2016(paths, on_unknown=on_unknown, stats=stats, check_values=check_values,  # type: ignore[arg-type]
+                             on_bad_value=on_bad_value)  # type: ignore[arg-type]
+
+
+_SHA256 = (
+    ("SGA_ExE.txt", "84dfe41a09192479842dc0055373c35afcb5246c8e11bb9724326615f5162f7d"),
+    ("SGA_ExN_NxE.txt", "d8b183a80da1d52bbf66c134d4707c1c243c2cf1689859aee72c28e4d4adffca"),
+    ("SGA_NxN.txt", "c413d1bfab7e79a2db142ba3e43572411216f24c23df71bb1e180163da1304ae"),
+    ("SGA_DAmP.txt", "581eafbc7a30155f5af7777101e6f94cfd03fcf0242ee76ecce47aa88d75ebc8"))
+
+DATASET = PhenotypeDataset(
+    "costanzo2016", "costanzo2016", FILE_NAMES, _reader,
+    samples=tuple(f"costanzo2016/SGA_{k}.sample.txt" for k in ("ExE", "NxN", "ExN_NxE", "DAmP")),
+    description="Costanzo et al. 2016 (Science) SGA tables SGA_ExE/NxN/ExN_NxE/DAmP.txt",
+    text_format="pipeline.sources.phenotypes.costanzo:COSTANZO2016",
+    labels=tuple(lab for lab in INTERACTION_LABELS if lab.name != "interaction_raw"),
+    citation="Costanzo et al. 2016, Science 353:aaf1420",
+    files=tuple(ReleaseFile(n, h, "thecellmap.org Data File S1 (pair-wise interaction format zip)")
+                for n, h in _SHA256))

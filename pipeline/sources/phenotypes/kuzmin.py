@@ -45,6 +45,7 @@ import polars as pl
 
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.perturbations import VALUE_COLUMNS
+from pipeline.sources.phenotypes.spec import INTERACTION_LABELS, PhenotypeDataset, ReleaseFile
 from pipeline.sources.phenotypes.tables import (
     NULL_VALUES,
     Located,
@@ -145,3 +146,36 @@ def read_kuzmin2020(path: str | Path, *, on_unknown: OnUnknown = "error",
     return observations(parsed.lazy(), KUZMIN2020, where, source_file=str(path),
                         screen=None if "screen" in found else screen, on_unknown=on_unknown, stats=stats,
                         on_bad_value=on_bad_value, strings=raw.lazy)
+
+
+def _kuzmin2018(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
+                on_bad_value: str = "error") -> pl.LazyFrame:
+    return pl.concat([scan_kuzmin2018(p, on_unknown=on_unknown, stats=stats, check_values=check_values,  # type: ignore[arg-type]
+                                      on_bad_value=on_bad_value) for p in paths], how="vertical")  # type: ignore[arg-type]
+
+
+def _kuzmin2020(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
+                on_bad_value: str = "error") -> pl.LazyFrame:
+    return pl.concat([read_kuzmin2020(p, on_unknown=on_unknown, stats=stats, check_values=check_values,  # type: ignore[arg-type]
+                                      on_bad_value=on_bad_value) for p in paths], how="vertical")  # type: ignore[arg-type]
+
+
+DATASETS = (
+    PhenotypeDataset("kuzmin2018", "kuzmin2018", ("aao1729_data_s1.tsv", "aao1729_data_s1.tsv.gz"), _kuzmin2018,
+                     samples=("kuzmin2018/aao1729_data_s1.sample.tsv",),
+                     description="Kuzmin et al. 2018 (Science) Data S1, aao1729_data_s1.tsv",
+                     text_format="pipeline.sources.phenotypes.kuzmin:KUZMIN2018", one_file=True,
+                     labels=INTERACTION_LABELS, citation="Kuzmin et al. 2018, Science 360:eaao1729",
+                     files=(ReleaseFile("aao1729_data_s1.tsv",
+                                        "c82b60f98590071fcb07b74b672958a5863b58e03b78631e6235cb664ee82afb",
+                                        "Science supplementary Data S1"),)),
+    PhenotypeDataset("kuzmin2020", "kuzmin2020", ("*.xlsx",), _kuzmin2020,
+                     description="Kuzmin et al. 2020 (Science) Tables S1 and S3 (xlsx)",
+                     labels=INTERACTION_LABELS, citation="Kuzmin et al. 2020, Science 368:eaaz5667",
+                     files=(ReleaseFile("aaz5667-Table-S1.xlsx",
+                                        "4180577d53d5012c6c747227cbeca8a2d09f59bd8028d3bb2f5fd84601c77def",
+                                        "Science supplementary Table S1"),
+                            ReleaseFile("aaz5667-Table-S3.xlsx",
+                                        "625420bed5de3563c9f1b4f1909a627aa4d8dd1b629c3f8a3596eb99e132c54f",
+                                        "Science supplementary Table S3"))),
+)
