@@ -33,13 +33,19 @@ def parser(prog: str = "python -m pipeline.build") -> argparse.ArgumentParser:
                "sample) and exits.")
     BuildConfig.add_arguments(p)
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also the pipeline's DEBUG lines and dask's INFO lines (default: dask at WARNING)")
     return p
 
 
-def setup_logging(quiet: bool = False) -> None:
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """Log to stderr: INFO (``quiet``: WARNING); ``verbose``: the ``pipeline`` loggers at DEBUG,
+    which also lets dask's INFO lines through (:func:`pipeline.precompute.cluster.dask_log_level`)."""
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S",
                         stream=sys.stderr)
+    if verbose:
+        logging.getLogger("pipeline").setLevel(logging.DEBUG)
 
 
 def summaries(res: BuildResult) -> list[str]:
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_registry())
         return 0
     args = parser().parse_args(argv)
-    setup_logging(args.quiet)
+    setup_logging(args.quiet, args.verbose)
     t0 = time.perf_counter()
     try:
         res = run_build(BuildConfig.from_args(args))

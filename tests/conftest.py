@@ -45,7 +45,8 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         mp.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         with temporary_settings(updates={PREFECT_HOME: home, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
                                          PREFECT_SERVER_ANALYTICS_ENABLED: False}):
-            with prefect_test_harness():
+            # 120 s: on a loaded 2-core machine the server took more than the default 30 s to start
+            with prefect_test_harness(server_startup_timeout=120):
                 yield
 
 

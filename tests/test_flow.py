@@ -126,6 +126,7 @@ def test_flow_runs_the_dataset_stage_like_the_cli(tmp_path: Path) -> None:
     assert a.select(cols).equals(b.select(cols))
 
 
+@harness
 def test_flow_runs_the_precompute_stage_like_the_cli(tmp_path: Path) -> None:
     """Same stage definitions: the flow's precomputed store has the CLI's checksums, chunk by chunk."""
     from pipeline.precompute.store import open_precomputed
@@ -165,7 +166,13 @@ NON_DEFAULT = {
     "adjacency_rows": ["--adjacency-rows", "9"], "adjacency_negatives": ["--adjacency-negatives", "5"],
     "adjacency_sampling": ["--adjacency-sampling", "degree"], "adjacency_seed": ["--adjacency-seed", "4"],
     "dask_address": ["--dask-address", "tcp://127.0.0.1:1"], "workers": ["--workers", "3"],
-    "dask_processes": ["--dask-threads"],
+    "dask_processes": ["--dask-threads"], "dask_cluster": ["--dask-cluster", "pbs"],
+    **{f: ["--dask-cluster", "slurm", flag, value] for f, flag, value in (
+        ("dask_jobs", "--dask-jobs", "3"), ("dask_cores", "--dask-cores", "8"),
+        ("dask_memory", "--dask-memory", "32GB"),
+        ("dask_walltime", "--dask-walltime", "04:00:00"), ("dask_queue", "--dask-queue", "short"),
+        ("dask_account", "--dask-account", "lab"), ("dask_interface", "--dask-interface", "ib0"))},
+    "dask_job_directives": ["--dask-cluster", "slurm", "--dask-job-directive=--constraint=cpu"],
 }
 
 
@@ -176,7 +183,7 @@ def test_every_cli_option_reaches_the_flow() -> None:
     from pipeline.build import parser
     from pipeline.config import BuildConfig
 
-    dests = {a.dest for a in parser()._actions if a.dest not in ("help", "quiet")}
+    dests = {a.dest for a in parser()._actions if a.dest not in ("help", "quiet", "verbose", "list_datasets")}
     assert dests == set(NON_DEFAULT), f"give every option a non-default value here: {dests ^ set(NON_DEFAULT)}"
     assert set(build_graph.parameters.properties) == dests
     base = ["--graphs", "string12", "--dataset", "kuzmin2018", "--precompute", "masks,khop"]
@@ -218,17 +225,28 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_deployment_runs_on_a_process_worker(tmp_path: Path, tiny_string) -> None:
+@pytest.mark.timeout(300)
+def test_deployment_runs_on_a_process_worker(tmp_path: Path) -> None:
+    """The README's steps on a real server and ``process`` worker: ``prefect deploy --all`` (the three
+    deployments of prefect.yaml), then the ``precompute`` deployment run on the bundled samples; the
+    run's artifacts (a summary per stage, the stages table) are found through the client."""
     prefect = Path(sys.executable).with_name("prefect")
     if not prefect.is_file():
         pytest.skip(f"no prefect CLI next to {sys.executable}")
-    raw = _raw(tmp_path, tiny_string)
+    raw = tmp_path / "raw"  # the bundled samples under their real names: --raw takes no fallback
+    (raw / "string").mkdir(parents=True)
+    (raw / "kuzmin2018").mkdir()
+    sample = REPO_ROOT / "data" / "sample"
+    (raw / "string" / "4932.protein.links.detailed.v12.0.txt.gz").write_bytes(
+        (sample / "string" / "4932.protein.links.detailed.v12.0.sample.txt.gz").read_bytes())
+    (raw / "kuzmin2018" / "aao1729_data_s1.tsv").write_bytes(
+        (sample / "kuzmin2018" / "aao1729_data_s1.sample.tsv").read_bytes())
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect_home"),
            "DO_NOT_TRACK": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1"}
 
-    def cli(*args: str, timeout: float = 60) -> str:
+    def cli(*args: str, timeout: float = 120) -> str:
         r = subprocess.run([str(prefect), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                            timeout=timeout)
         assert r.returncode == 0, f"prefect {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
@@ -244,26 +262,58 @@ def test_deployment_runs_on_a_process_worker(tmp_path: Path, tiny_string) -> Non
         # --no-services: with the scheduler etc. on, SQLite locking answers 503s and clients retry for seconds
         procs.append(start("server", "server", "start", "--host", "127.0.0.1", "--port", str(port),
                            "--analytics-off", "--no-services"))
-        deadline = time.monotonic() + 45
+        deadline = time.monotonic() + 90
         while True:
             try:
                 urllib.request.urlopen(f"{api}/health", timeout=1).close()
                 break
             except OSError:
                 assert procs[0].poll() is None, (tmp_path / "server.log").read_text()
-                assert time.monotonic() < deadline, "prefect server not healthy after 45 s"
+                assert time.monotonic() < deadline, "prefect server not healthy after 90 s"
                 time.sleep(0.2)
         # the README's steps, from the repository root (where prefect.yaml is)
         cli("work-pool", "create", "yeast-process", "--type", "process")
-        cli("--no-prompt", "deploy", "--all")
+        deployed = cli("--no-prompt", "deploy", "--all")
+        for name in ("build-graph/build-graph", "build-graph/build-dataset", "build-graph/precompute"):
+            assert name in deployed, deployed
         procs.append(start("worker", "worker", "start", "--pool", "yeast-process"))
-        params = {"raw": str(raw), "out": str(tmp_path / "out"), "genes": str(tiny_string.genes)}
-        out = cli("deployment", "run", "build-graph/build-graph", "--params", json.dumps(params),
-                  "--watch", "--watch-timeout", "60", timeout=90)
+        params = {"raw": str(raw), "out": str(tmp_path / "out"), "graphs": ["string12_fusion"],
+                  "artifacts": ["masks", "khop"], "chunk_samples": 1024, "dask_processes": False, "workers": 1}
+        out = cli("deployment", "run", "build-graph/precompute", "--params", json.dumps(params),
+                  "--watch", "--watch-timeout", "150", timeout=200)
         assert "Completed" in out, out
     finally:
-        for p in reversed(procs):
+        for p in reversed(procs[1:]):
             _stop(p)
-    g = open_graph(tmp_path / "out" / "string12" / "graph.zarr")  # graphs: the deployment's default
-    assert g.gene_ids.tolist() == ["YAL001C", "YAL002W", "YAL003W", "YBR010W"] and len(g.edge_types) == 6
+        arts = _deployment_artifacts(api, "precompute") if procs and procs[0].poll() is None else []
+        for p in procs[:1]:
+            _stop(p)
+    from pipeline.precompute.store import open_precomputed
+
+    pre = open_precomputed(tmp_path / "out" / "string12" / "precomputed.zarr")  # datasets: the deployment's
+    assert pre.manifest["n_samples"] == 2300
     assert "pipeline.build - published" in (tmp_path / "worker.log").read_text()
+    assert [float(a.data) for a in arts if a.type == "progress"] == [100.0]  # the chunk tasks' progress bar
+    arts = {a.key: a for a in arts if a.key}
+    assert set(arts) == {"string12-graph", "string12-dataset", "string12-precompute", "string12-stages"}, arts
+    rows = json.loads(arts["string12-stages"].data)
+    assert [r["stage"] for r in rows] == ["graph", "dataset", "precompute"] and rows[2]["samples"] == 2300
+    assert "### precompute: built" in arts["string12-precompute"].data
+
+
+def _deployment_artifacts(api: str, deployment: str) -> list:
+    """The artifacts of the latest run of ``deployment``, read through the client from the server at ``api``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        DeploymentFilter,
+        DeploymentFilterName,
+    )
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        [run] = client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])))
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+            any_=[run.id])))
+    return arts

@@ -12,6 +12,11 @@ from pipeline.precompute.khop import MODES
 from pipeline.precompute.masks import REMOVING_TYPES
 
 ARTIFACTS = ("masks", "khop", "adjacency-rows")
+#: batch systems ``--dask-cluster`` submits dask workers to (through dask-jobqueue)
+CLUSTERS = ("slurm", "pbs")
+#: the ``--dask-cluster`` settings, which mean nothing without it
+BATCH_FIELDS = ("dask_jobs", "dask_cores", "dask_memory", "dask_walltime", "dask_queue", "dask_account",
+                "dask_interface", "dask_job_directives")
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,23 @@ class PrecomputeConfig:
     dask_processes: bool = option(
         True, flag="--dask-threads", invert=True,
         help="run the LocalCluster's workers as threads of this process (small builds, tests)")
+    dask_cluster: str | None = option(
+        None, choices=CLUSTERS,
+        help="start the dask workers as batch jobs through dask-jobqueue: slurm or pbs (default: a "
+             "LocalCluster, or --dask-address)")
+    dask_jobs: int = option(1, help="batch jobs to submit with --dask-cluster (default: 1)")
+    dask_cores: int | None = option(
+        None, help="cores per batch job, one single-threaded worker process each (default: jobqueue.yaml's)")
+    dask_memory: str | None = option(None, help="memory per batch job, e.g. 16GB (default: jobqueue.yaml's)")
+    dask_walltime: str | None = option(None, help="wall-time limit per batch job, e.g. 02:00:00")
+    dask_queue: str | None = option(None, help="batch queue (SLURM partition) of the jobs")
+    dask_account: str | None = option(None, help="account (project) the jobs are charged to")
+    dask_interface: str | None = option(
+        None, help="network interface of the scheduler and workers, e.g. ib0 (default: the host name's)")
+    dask_job_directives: tuple[str, ...] = option(
+        (), flag="--dask-job-directive", style="repeat", metavar="DIRECTIVE",
+        help="an extra #SBATCH / #PBS line of the job script, e.g. --dask-job-directive=--constraint=cpu "
+             "(repeatable)")
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -91,6 +113,26 @@ class PrecomputeConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
         if self.adjacency_negatives < 0 or (self.adjacency_steps is not None and self.adjacency_steps < 1):
             raise ValueError("--adjacency-negatives must be >= 0 and --adjacency-steps >= 1")
+        self._check_cluster(put)
+
+    def _check_cluster(self, put: Any) -> None:
+        """Where the tasks run: a LocalCluster, ``--dask-address`` or ``--dask-cluster``, never two."""
+        put("dask_job_directives", tuple(self.dask_job_directives))
+        flags = {f.name: options.flag(f) for f in options.fields_of(type(self))}
+        if self.dask_cluster is None:
+            plain = options.to_dict(self)
+            given = [flags[n] for n in BATCH_FIELDS if plain[n] != options.plain_default(type(self), n)]
+            if given:
+                raise ValueError(f"{', '.join(given)} given without --dask-cluster: add --dask-cluster slurm|pbs "
+                                 f"or drop {'them' if len(given) > 1 else 'it'}")
+            return
+        if self.dask_cluster not in CLUSTERS:
+            raise ValueError(f"--dask-cluster: expected one of {', '.join(CLUSTERS)}, got {self.dask_cluster!r}")
+        if self.dask_address:
+            raise ValueError("--dask-cluster and --dask-address both given: the first starts a cluster, the "
+                             "second names a running one; give one")
+        if int(self.dask_jobs) < 1 or (self.dask_cores is not None and int(self.dask_cores) < 1):
+            raise ValueError("--dask-jobs and --dask-cores must be >= 1")
 
     @property
     def removing_types(self) -> tuple[int, ...]:

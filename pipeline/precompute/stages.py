@@ -39,11 +39,12 @@ from pipeline.core.atomic import is_live, own, publish_dir, release
 from pipeline.core.buildkey import build_key, is_current
 from pipeline.core.digests import damaged_files, file_crc32, file_digests
 from pipeline.core.errors import StoreError
+from pipeline.core.progress import Progress
 from pipeline.core.ragged import indptr_from_lengths, segment_sum
 from pipeline.core.version import __version__
 from pipeline.dataset.store import open_dataset
 from pipeline.graph.store import open_graph
-from pipeline.precompute.cluster import dask_client, gather
+from pipeline.precompute.cluster import BatchJobs, dask_client, gather
 from pipeline.precompute.config import ARTIFACTS, PrecomputeConfig
 from pipeline.precompute.khop import gene_khop_bits, n_bytes
 from pipeline.precompute.masks import node_base, node_mask_flips, removed_genes
@@ -302,7 +303,7 @@ def run_precompute_tasks(plan: PrecomputePlan, staging: Path) -> TaskResults:
     todo_a = [(t, e) for t in adj["graphs"] for e in range(adj["epochs"]) if (t, e) not in done_a] if adj else []
     cfg = plan.config
     redone: list[str] = []
-    with dask_client(cfg.dask_address, cfg.workers, cfg.dask_processes) as client:
+    with dask_client(cfg.dask_address, cfg.workers, cfg.dask_processes, BatchJobs.from_config(cfg)) as client:
         t0 = time.perf_counter()  # the cluster's start and stop are not the stage's work
         log.info("precompute on %s: %d sample chunk(s) to compute (%d done), %d adjacency epoch(s) (%d done)",
                  client.scheduler.address if hasattr(client.scheduler, "address") else "dask", len(todo_s),
@@ -387,8 +388,8 @@ def write_records(plan: PrecomputePlan, staging: Path) -> Path | None:
     done = writer.done_chunks()
     t0 = time.perf_counter()
     todo = [c for c in range(plan.n_chunks) if c not in done]
-    from tqdm import tqdm
-    for c in tqdm(todo, desc="records", unit="chunk", disable=None, leave=False):
+    bar = Progress(len(todo), "records", "chunk")
+    for c in todo:
         first, count = chunk_bounds(plan.parameters, plan.n_samples, c)
         p, genes, types = store.perturbation_chunk(first, count)
         cols: dict[str, tuple[np.ndarray, np.ndarray]] = {"genes": (p, genes), "types": (p, types)}
@@ -401,6 +402,8 @@ def write_records(plan: PrecomputePlan, staging: Path) -> Path | None:
                 _, mode, k = name.split(":")
                 cols[name] = _bits_csr(store.khop_bits(int(k[1:]), mode, slice(first, first + count)))
         writer.put_chunk(c, first, cols)
+        bar.update()
+    bar.close()
     writer.finish({"build_key": plan.key, "n_samples": plan.n_samples, "parameters": plan.parameters,
                    **_graph_identity(plan)})
     log.info("records: %d chunk(s) written to %s (%d resumed) in %.2fs", len(todo), rs, len(done),
