@@ -16,6 +16,7 @@ import time
 
 from pipeline.config import BuildConfig, Where
 from pipeline.core.errors import PipelineError
+from pipeline.core.remote import join
 from pipeline.dataset.stages import summarize_dataset
 from pipeline.graph.sources import SOURCES
 from pipeline.graph.stages import summarize
@@ -55,7 +56,8 @@ def summaries(res: BuildResult) -> list[str]:
                                  (res.dataset, res.dataset_built, summarize_dataset),
                                  (res.precomputed, res.precomputed_built, summarize_precompute)):
         if path is not None:
-            out += [summary(path), f"{'built' if built else 'up to date'}: {path}"]
+            where = path if res.remote is None else f"{join(res.remote, path.name)} (published; built in {path})"
+            out += [summary(path), f"{'built' if built else 'up to date'}: {where}"]
     return out
 
 

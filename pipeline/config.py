@@ -31,6 +31,7 @@ from pipeline.core import options
 from pipeline.core.errors import check_plain_name
 from pipeline.core.options import option
 from pipeline.core.paths import Workspace
+from pipeline.core.remote import is_url, join, location, staging_root
 from pipeline.dataset.config import DatasetConfig
 from pipeline.graph.config import GraphConfig
 from pipeline.graph.sources import resolve
@@ -43,18 +44,24 @@ DEFAULT_RAW = Path("data/raw")
 class Where:
     """Where a build reads and writes, and whether it rebuilds what is current."""
 
-    raw: Path | None = option(None, help="folder of raw inputs; given, every input the build reads must be there "
-                                         "(default: data/raw, where a missing input falls back to the bundled "
-                                         "SYNTHETIC sample)")
-    out: Path = option(Path("data/processed"), help="folder of built stores (default: data/processed)")
+    # str | Path: the option takes a string, so that a URL never goes through pathlib.Path
+    raw: str | Path | None = option(None, help="folder of raw inputs; given, every input the build reads must be "
+                                               "there (default: data/raw, where a missing input falls back to the "
+                                               "bundled SYNTHETIC sample)")
+    out: str | Path = option(Path("data/processed"), help="folder of built stores, or an fsspec URL (s3://bucket/"
+                                                          "builds: built locally, then published there; see "
+                                                          "pipeline.core.remote) (default: data/processed)")
     name: str | None = option(None, help="build name: the stores go to OUT/NAME/ (default: the sources)")
     force: bool = option(False, help="rebuild even if the store is up to date")
     wait: bool = option(False, help="if another build of a store is running, wait for it (default: fail at once)")
 
     def __post_init__(self) -> None:
         if self.raw is not None:
-            object.__setattr__(self, "raw", Path(self.raw))
-        object.__setattr__(self, "out", Path(self.out))
+            raw = location(self.raw, "--raw")
+            if isinstance(raw, str):
+                raise ValueError(f"--raw {raw}: raw inputs are read from a local folder; copy them there first")
+            object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "out", location(self.out, "--out"))
         if self.name is not None:  # OUT/NAME must stay inside OUT
             check_plain_name("--name", self.name)
 
@@ -82,6 +89,9 @@ class BuildConfig:
     def __post_init__(self) -> None:
         if self.precompute is not None and self.dataset is None:
             raise ValueError("--precompute needs the perturbation dataset: add --dataset NAME")
+        if is_url(self.where.out) and self.precompute is not None and self.precompute.lmdb:
+            raise ValueError(f"--lmdb with --out {self.where.out}: LMDB records are memory-mapped from a local file "
+                             "system and are not published to object stores; drop --lmdb or use a local --out")
 
     @classmethod
     def create(cls, *, graphs: Any, datasets: Any = (), precompute: PrecomputeConfig | dict | None = None,
@@ -101,7 +111,11 @@ class BuildConfig:
 
     @property
     def workspace(self) -> Workspace:
-        return Workspace(self.where.raw_dir, self.where.out / self.build_name, self.where.force, self.where.wait,
+        out = self.where.out
+        if isinstance(out, str):  # a URL: built in a local staging folder, then published (pipeline.sequence)
+            return Workspace(self.where.raw_dir, staging_root(out) / self.build_name, self.where.force,
+                             self.where.wait, samples=self.where.raw is None, remote=str(join(out, self.build_name)))
+        return Workspace(self.where.raw_dir, out / self.build_name, self.where.force, self.where.wait,
                          samples=self.where.raw is None)
 
     @property

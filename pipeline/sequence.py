@@ -14,7 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipeline.config import BuildConfig
+from pipeline.core.errors import PipelineError, StoreError
 from pipeline.core.lock import store_lock
+from pipeline.core.remote import DATASET_MARKER, ZARR_MARKER, check_reachable, join, publish_tree
 from pipeline.core.runner import LocalRunner, Runner
 from pipeline.dataset.stages import build_dataset, plan_dataset
 from pipeline.graph.stages import run_graph_build
@@ -34,6 +36,7 @@ class BuildResult:
     dataset_built: bool = False
     precomputed: Path | None = None
     precomputed_built: bool = False
+    remote: str | None = None  # --out URL: the stores were published to remote/<store>
 
 
 def run_build(cfg: BuildConfig, run: Runner | None = None) -> BuildResult:
@@ -41,8 +44,36 @@ def run_build(cfg: BuildConfig, run: Runner | None = None) -> BuildResult:
 
     Each stage holds its store's lock (:func:`pipeline.core.lock.store_lock`) from its plan
     to its publish: a second build of the same store fails at once, or waits with ``--wait``
-    (and then usually finds the store up to date)."""
+    (and then usually finds the store up to date). With ``--out URL`` the stages build in a
+    local staging folder (:func:`pipeline.core.remote.staging_root`) and each store is then
+    published to the URL (:func:`publish_build`)."""
     run = run or LocalRunner()
+    ws = cfg.workspace
+    if ws.remote is not None:
+        check_reachable(ws.remote)  # fail before building, not after
+    res = _run_stages(cfg, run)
+    return res if ws.remote is None else run(publish_build, res, ws.remote, ws.wait)
+
+
+def publish_build(res: BuildResult, url: str, wait: bool = False) -> BuildResult:
+    """Copy each store of ``res`` to ``url/<store>`` (:func:`pipeline.core.remote.publish_tree`: the
+    marker last), in build order, so that a published precomputed store implies its graph and
+    dataset are there; each under its local lock."""
+    for path, marker in ((res.graph, ZARR_MARKER), (res.dataset, DATASET_MARKER), (res.precomputed, ZARR_MARKER)):
+        if path is not None:
+            target = str(join(url, path.name))
+            with store_lock(path, wait=wait):
+                try:
+                    publish_tree(path, target, marker)
+                except PipelineError:
+                    raise
+                except Exception as e:  # fsspec/botocore: credentials, endpoint, permissions, network
+                    raise StoreError(f"{target}: publishing failed ({type(e).__name__}: {e}); it does not read as "
+                                     "a store; rerun to publish it") from e
+    return replace(res, remote=url)
+
+
+def _run_stages(cfg: BuildConfig, run: Runner) -> BuildResult:
     ws = cfg.workspace
     graph, graph_built = run_graph_build(cfg.graph, ws, run)
     if cfg.dataset is None:

@@ -18,7 +18,8 @@ class Workspace:
     waits for another build of a store to finish instead of failing
     (:func:`pipeline.core.lock.store_lock`). ``samples``: an input missing from ``raw``
     may come from the bundled synthetic samples (only for the default ``data/raw``;
-    a ``--raw`` given must hold every input).
+    a ``--raw`` given must hold every input). ``remote``: the URL ``OUT/NAME`` the stores are
+    published to once built under ``root`` (a local staging folder), for ``--out URL``.
     """
 
     raw: Path
@@ -26,6 +27,7 @@ class Workspace:
     force: bool = False
     wait: bool = False
     samples: bool = True
+    remote: str | None = None
 
     @property
     def graph_store(self) -> Path:

@@ -11,7 +11,9 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from pipeline.core import remote
 from pipeline.core.errors import StoreError
+from pipeline.core.remote import ChunkCache, is_url
 
 #: ~4 MB of int32 per chunk: above zarr's ~1 MB guidance, small enough to stream.
 CHUNK_ELEMS = 1 << 20
@@ -31,19 +33,29 @@ def put_array(group: zarr.Group, name: str, data: np.ndarray, codec: BloscCodec 
         arr[...] = data
 
 
-def open_versioned_group(path: Path, fmt: str, version: int, kind: str, remedy: str) -> zarr.Group:
+def open_versioned_group(path: Path | str, fmt: str, version: int, kind: str, remedy: str,
+                         cache: ChunkCache | None = None) -> zarr.Group:
     """The root group of a published store, or a :class:`StoreError` that says what is wrong.
 
     ``kind`` names the store in messages ("graph store"); ``remedy`` is the verb to fix
     it ("rebuild", "recompute"). A store without a manifest is incomplete (its writer
-    died before publishing) and is refused.
+    died before publishing) and is refused. ``path`` may be a URL (:mod:`pipeline.core.remote`:
+    read-only through fsspec, files cached in ``cache`` when given).
     """
-    if not (path / "zarr.json").is_file():
+    if is_url(path):
+        try:
+            root = remote.open_zarr_group(str(path), kind, cache)
+        except StoreError:
+            raise
+        except Exception as e:  # zarr and fsspec raise several types for a damaged or unreachable group
+            raise StoreError(f"{path}: not a readable Zarr v3 group: {type(e).__name__}: {e}") from e
+    elif not (path / "zarr.json").is_file():
         raise StoreError(f"{path}: no {kind} here (no zarr.json)")
-    try:
-        root = zarr.open_group(str(path), mode="r")
-    except Exception as e:  # zarr raises several types for a damaged group
-        raise StoreError(f"{path}: not a readable Zarr v3 group: {e}") from e
+    else:
+        try:
+            root = zarr.open_group(str(path), mode="r")
+        except Exception as e:  # zarr raises several types for a damaged group
+            raise StoreError(f"{path}: not a readable Zarr v3 group: {e}") from e
     attrs = root.attrs.asdict()
     if attrs.get("format") != fmt or "manifest" not in attrs:
         raise StoreError(f"{path}: incomplete or foreign store (no {fmt} manifest); {remedy} it")
@@ -57,7 +69,7 @@ def open_versioned_group(path: Path, fmt: str, version: int, kind: str, remedy: 
 class PublishedStore:
     """A published Zarr store opened read-only: its path, root group and manifest."""
 
-    path: Path
+    path: Path | str  # a URL for a remote store
     root: zarr.Group
 
     @property

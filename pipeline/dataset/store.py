@@ -25,6 +25,7 @@ from pipeline.core.atomic import clean_stale, discard, publish_dir, staging_dir
 from pipeline.core.digests import file_digests
 from pipeline.core.errors import StoreError
 from pipeline.core.genes import GeneIndex
+from pipeline.core.remote import DATASET_MARKER, ChunkCache, fetch_tree, location, read_marker
 
 FORMAT = "yeast-pipeline.dataset"
 FORMAT_VERSION = 1
@@ -79,14 +80,25 @@ class DatasetStore:
 
 
 
-def open_dataset(path: str | Path) -> DatasetStore:
-    path = Path(path)
+def open_dataset(path: str | Path, cache: ChunkCache | None = None) -> DatasetStore:
+    """Open a published dataset. ``path`` may be a URL (``s3://...``): its files are fetched into
+    ``cache`` (default: :class:`~pipeline.core.remote.ChunkCache`'s), checked against the
+    manifest, and read there (``DatasetStore.path`` is then that local copy)."""
+    path = location(path, "dataset")
+    if isinstance(path, str):
+        body = read_marker(path, DATASET_MARKER, "dataset")
+        m = _checked_manifest(path, json.loads(body))
+        local = fetch_tree(path, dict(m.get("files", {})), cache or ChunkCache(), {DATASET_MARKER: body})
+        return DatasetStore(local, m)
     mf = path / "manifest.json"
     if not mf.is_file():
         raise StoreError(f"{path}: no dataset here (no manifest.json: missing or incomplete)")
-    m = json.loads(mf.read_text())
+    return DatasetStore(path, _checked_manifest(path, json.loads(mf.read_text())))
+
+
+def _checked_manifest(path: str | Path, m: dict[str, Any]) -> dict[str, Any]:
     if m.get("format") != FORMAT:
         raise StoreError(f"{path}: not a {FORMAT} store")
     if m.get("format_version") != FORMAT_VERSION:
         raise StoreError(f"{path}: format version {m.get('format_version')}, this code reads {FORMAT_VERSION}")
-    return DatasetStore(path, m)
+    return m

@@ -39,6 +39,7 @@ import zarr
 from pipeline.core.errors import StoreError
 from pipeline.core.genes import CHROMOSOMES, GENE_SCHEMA, GeneIndex, conform
 from pipeline.core.ragged import indptr_from_lengths
+from pipeline.core.remote import ChunkCache, location
 from pipeline.core.zarr_store import ZSTD1, PublishedStore, open_versioned_group, put_array
 from pipeline.graph.csr import CSR, incidence, mirror_edges
 
@@ -256,8 +257,10 @@ class GraphStore(PublishedStore):
                 raise StoreError(f"{self.path}: edge type {name!r} differs (store {have[:12]}, expected {fp[:12]})")
 
 
-def open_graph(path: str | Path) -> GraphStore:
-    """Open a published graph store read-only; a missing or incomplete store is an error."""
-    path = Path(path)
-    root = open_versioned_group(path, FORMAT, FORMAT_VERSION, "graph store", "rebuild")
+def open_graph(path: str | Path, cache: ChunkCache | None = None) -> GraphStore:
+    """Open a published graph store read-only; a missing or incomplete store is an error.
+
+    ``path`` may be a URL (``s3://...``; files cached in ``cache`` when given: :mod:`pipeline.core.remote`)."""
+    path = location(path, "graph store")
+    root = open_versioned_group(path, FORMAT, FORMAT_VERSION, "graph store", "rebuild", cache=cache)
     return GraphStore(path, root)

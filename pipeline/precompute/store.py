@@ -48,6 +48,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from pipeline.core.errors import StoreError
+from pipeline.core.remote import ChunkCache, location
 from pipeline.core.zarr_store import PublishedStore, open_versioned_group, put_array
 
 FORMAT = "yeast-pipeline.precomputed"
@@ -510,10 +511,12 @@ class PrecomputedStore(PublishedStore, StoreArrays):
                                  f"edge ids would not match; recompute it")
 
 
-def open_precomputed(path: str | Path, graph: Any = None) -> PrecomputedStore:
-    """Open a published store; with ``graph`` (a GraphStore), check it was computed from that graph."""
-    path = Path(path)
-    root = open_versioned_group(path, FORMAT, FORMAT_VERSION, "precomputed store", "recompute")
+def open_precomputed(path: str | Path, graph: Any = None, cache: ChunkCache | None = None) -> PrecomputedStore:
+    """Open a published store; with ``graph`` (a GraphStore), check it was computed from that graph.
+
+    ``path`` may be a URL (``s3://...``; files cached in ``cache`` when given: :mod:`pipeline.core.remote`)."""
+    path = location(path, "precomputed store")
+    root = open_versioned_group(path, FORMAT, FORMAT_VERSION, "precomputed store", "recompute", cache=cache)
     store = PrecomputedStore(path, root)
     if graph is not None:
         store.check_against(graph.fingerprint, {t: graph.edge_attrs(t)["fingerprint"] for t in graph.edge_types})

@@ -43,6 +43,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.core.errors import StoreError
+from pipeline.core.remote import ChunkCache, join, location
 from pipeline.stream.batches import (
     CompactRows,
     GraphBatch,
@@ -104,6 +105,9 @@ class PerturbationStream(IterableDataset):
     ``fmt``: ``index`` | ``graph`` | ``khop`` (k-hop node sets, ``k``, ``khop_mode``) |
     ``transformer`` (M(S) + this step's adjacency rows of ``adjacency_graphs``, compact).
     ``batch_size`` >= 1, ``window_blocks`` >= 1 (chunks shuffled together), ``k`` >= 1: ValueError otherwise.
+    ``build`` may be a URL (``s3://bucket/builds/NAME``, a string: :mod:`pipeline.core.remote`): every file
+    is read through a local :class:`~pipeline.core.remote.ChunkCache` in ``cache_dir`` bounded by
+    ``cache_bytes`` (defaults: ``$PIPELINE_CACHE_DIR/chunks``, 4 GiB), shared by DataLoader workers.
     """
 
     def __init__(self, build: str | Path, *, split: str | None = "train", split_name: str = "random",
@@ -111,7 +115,8 @@ class PerturbationStream(IterableDataset):
                  shuffle: bool = True, window_blocks: int = 4, drop_last: bool = False,
                  labels: tuple[str, ...] = DEFAULT_LABELS, k: int = 1, khop_mode: str = "per_type",
                  adjacency_graphs: list[str] | None = None, weighted_targets: bool = False,
-                 rank: int | None = None, world_size: int | None = None) -> None:
+                 rank: int | None = None, world_size: int | None = None,
+                 cache_dir: str | Path | None = None, cache_bytes: int | None = None) -> None:
         from pipeline.dataset.store import open_dataset
         from pipeline.graph.store import open_graph
         from pipeline.precompute.store import open_precomputed
@@ -122,9 +127,11 @@ class PerturbationStream(IterableDataset):
             raise ValueError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
         if khop_mode not in KHOP_MODES:
             raise ValueError(f"khop_mode {khop_mode!r}: expected one of {', '.join(KHOP_MODES)}")
-        build = Path(build)
-        self.paths = {"graph": build / "graph.zarr", "dataset": build / "dataset",
-                      "precomputed": build / "precomputed.zarr", "records": build / "records.lmdb"}
+        build = location(build, "build")  # a URL stays a string: read remotely, through a local cache
+        self.paths = {key: join(build, name) for key, name in (("graph", "graph.zarr"), ("dataset", "dataset"),
+                                                               ("precomputed", "precomputed.zarr"),
+                                                               ("records", "records.lmdb"))}
+        self._cache = ChunkCache(cache_dir, cache_bytes) if isinstance(build, str) else None
         self.fmt, self.layout = fmt, layout
         self.batch_size = _int_arg("batch_size", batch_size, 1)
         self.seed = _int_arg("seed", seed, 0)
@@ -135,9 +142,9 @@ class PerturbationStream(IterableDataset):
         self.world_size = _int_arg("world_size", self.world_size, 1)
         if not 0 <= _int_arg("rank", self.rank, 0) < self.world_size:
             raise ValueError(f"rank {self.rank} out of range for world_size {self.world_size}")
-        graph = open_graph(self.paths["graph"])
-        pre = open_precomputed(self.paths["precomputed"], graph=graph)  # fingerprints must match
-        ds = open_dataset(self.paths["dataset"])
+        graph = open_graph(self.paths["graph"], cache=self._cache)
+        pre = open_precomputed(self.paths["precomputed"], graph=graph, cache=self._cache)  # fingerprints must match
+        ds = open_dataset(self.paths["dataset"], cache=self._cache)
         m = pre.manifest
         if m["dataset"].get("build_key") != ds.manifest.get("build_key"):
             raise StoreError(f"{self.paths['precomputed']} was computed from another dataset than "
@@ -151,6 +158,9 @@ class PerturbationStream(IterableDataset):
                               khop_mode not in m["parameters"].get("khop_modes", [])):
             raise StoreError(f"{self.paths['precomputed']}: no {self.k}-hop sets in mode {khop_mode!r}")
         if layout == "lmdb":
+            if self._cache is not None:
+                raise StoreError(f"{self.paths['records']}: LMDB records are read memory-mapped from a local file "
+                                 "system and are not published to object stores; use layout='zarr'")
             if not self.paths["records"].exists():
                 raise StoreError(f"{self.paths['records']}: no LMDB records; rerun the build with --lmdb")
             _check_records(self.paths, m)
@@ -193,7 +203,7 @@ class PerturbationStream(IterableDataset):
     def _stores(self) -> dict[str, Any]:
         if self._pid != os.getpid():
             from pipeline.precompute.store import open_precomputed
-            self._zarr = open_precomputed(self.paths["precomputed"])  # a PrecomputedStore
+            self._zarr = open_precomputed(self.paths["precomputed"], cache=self._cache)  # a PrecomputedStore
             self._records = None
             if self.layout == "lmdb":
                 from pipeline.precompute.records import open_records
@@ -218,7 +228,7 @@ class PerturbationStream(IterableDataset):
         CSR of each adjacency graph with its per-entry targets: send it to the device once."""
         from pipeline.core.ragged import owner, segment_sum
         from pipeline.graph.store import open_graph
-        g = open_graph(self.paths["graph"])
+        g = open_graph(self.paths["graph"], cache=self._cache)
         x, _ = g.features() if "features" in g.root["genes"] else (np.zeros((g.n_genes, 0), np.float32), [])
         st = GraphStatic(torch.from_numpy(~g.added), torch.from_numpy(~g.added), torch.from_numpy(x))
         for t in edge_types or g.edge_types:
