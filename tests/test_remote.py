@@ -344,3 +344,16 @@ def test_cache_evicts_least_recently_used_first(tmp_path):
         cache.put("s3://b/x/9", "00000000", b"abc")
     with pytest.raises(ValueError, match="cache_bytes must be >= 1"):
         ChunkCache(tmp_path, max_bytes=0)
+
+
+@pytest.mark.parametrize("flag", ["--genes", "--sequences", "--added-genes"])
+def test_a_url_for_a_local_input_is_one_error_line(tmp_path, capsys, flag):
+    """Gene tables, sequences and added genes are read from local files: a URL (which argparse's
+    Path would have turned into a local ``s3:/...`` path) is refused with one line."""
+    from pipeline.build import main
+
+    assert main(["--graphs", "string12_fusion", flag, "s3://bucket/genes.tsv", "--out", str(tmp_path), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    want = f"error: {flag} s3://bucket/genes.tsv: read from a local file; copy it to this machine first"
+    assert err == [want], err
+    assert not (tmp_path / "s3:").exists() and not Path("s3:").exists()

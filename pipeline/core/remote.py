@@ -96,6 +96,28 @@ def is_url(value: object) -> bool:
     return isinstance(value, str) and _SCHEME.match(value) is not None
 
 
+def local_path(value: str | Path, what: str) -> Path:
+    """``value`` as a local :class:`Path`; a URL (or one mangled by ``Path``) is a ValueError naming
+    ``what``: inputs are read from local files.
+
+    >>> local_path("genes.tsv", "--genes")
+    PosixPath('genes.tsv')
+    >>> local_path("s3://b/genes.tsv", "--genes")
+    Traceback (most recent call last):
+    ...
+    ValueError: --genes s3://b/genes.tsv: read from a local file; copy it to this machine first
+    """
+    try:
+        where = location(value, what)
+    except ValueError as e:
+        if isinstance(value, Path):
+            raise
+        raise ValueError(f"{what} {value}: read from a local file; copy it to this machine first") from e
+    if isinstance(where, str):
+        raise ValueError(f"{what} {where}: read from a local file; copy it to this machine first")
+    return where
+
+
 def location(value: str | Path, what: str = "path") -> Location:
     """A local :class:`Path`, or a URL string (no trailing slash) for a scheme fsspec can serve.
 

@@ -9,6 +9,7 @@ from typing import Any
 from pipeline.core import options
 from pipeline.core.errors import check_plain_name
 from pipeline.core.options import option
+from pipeline.core.remote import local_path
 from pipeline.graph.sources import SOURCES
 
 _KNOWN = ", ".join(SOURCES)
@@ -25,13 +26,13 @@ class GraphConfig:
     graphs: tuple[str, ...] = option(
         help=f"source or edge type to include; repeatable (e.g. string12, string12_fusion, physical; known sources: "
              f"{_KNOWN})", style="repeat", required=True, metavar="NAME[,NAME]")
-    genes: Path | None = option(
+    genes: str | Path | None = option(
         None, help="gene universe: SGD GFF3, GenBank file/folder, gene table .tsv or gene list .txt "
                    "(default: RAW/genome/, else the bundled R64-2-1 gene table)")
-    sequences: Path | None = option(
+    sequences: str | Path | None = option(
         None, help="coding sequences for gene features: FASTA, GenBank file/folder, or GFF3 with ##FASTA "
                    "(default: the gene annotation itself, RAW/genome/*.fa[.gz], or the bundled CDS)")
-    added_genes: Path | None = option(
+    added_genes: str | Path | None = option(
         None, metavar="TSV", help="heterologous genes to append to the gene index (columns id[, name, sequence])")
     embeddings: tuple[str, ...] = option(
         (), style="repeat", metavar="NAME=PATH",
@@ -47,12 +48,13 @@ class GraphConfig:
             raise ValueError("--graphs: name at least one source or edge type")
         for name in ("genes", "sequences", "added_genes"):
             v = getattr(self, name)
-            object.__setattr__(self, name, Path(v) if v else None)
+            object.__setattr__(self, name, local_path(v, "--" + name.replace("_", "-")) if v else None)
         object.__setattr__(self, "embeddings", tuple(self.embeddings))
         for e in self.embeddings:
             if "=" not in e or not e.split("=", 1)[0]:
                 raise ValueError(f"--embeddings takes NAME=PATH, got {e!r}")
             check_plain_name("--embeddings name", e.split("=", 1)[0])  # a group of the store: not a path
+            local_path(e.split("=", 1)[1], "--embeddings")
 
     def to_dict(self) -> dict[str, Any]:
         return options.to_dict(self)
