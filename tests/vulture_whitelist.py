@@ -34,3 +34,23 @@ from pipeline.core import remote  # noqa: E402
 _CachedStore = remote._cached_store_class()
 PUBLIC_API = (*PUBLIC_API, _CachedStore._with_store, _CachedStore.get_partial_values, _CachedStore.list_prefix,
               _CachedStore.list_dir, remote.Published("", 0, 0, True).uploaded, remote.ChunkCache("/tmp").misses)
+
+# trainers/ (issue 12): the planted build (README "Train a model", the trainers' tests), and the Lightning hooks
+# (called by lightning.Trainer by name; lightning is optional, so its module is imported only when installed)
+from synth import planted as _planted  # noqa: E402
+
+PUBLIC_API = (*PUBLIC_API, _planted.build_planted)
+try:
+    from trainers import lightning as _lit
+
+    PUBLIC_API = (*PUBLIC_API, _lit.StreamDataModule.train_dataloader, _lit.StreamDataModule.val_dataloader,
+                  _lit.StreamDataModule.test_dataloader, _lit.LitModel, _lit.LitModel.training_step,
+                  _lit.LitModel.validation_step, _lit.LitModel.configure_optimizers)
+except ImportError:  # lightning not installed
+    pass
+
+# research-code batches (benchmarks/train.py feeds the same models from per-sample PyG HeteroData)
+from trainers.models import khop as _khop  # noqa: E402
+from trainers.models import lazy as _lazy  # noqa: E402
+
+PUBLIC_API = (*PUBLIC_API, _lazy.LazyGNN.forward_hetero, _khop.KHopGNN.forward_hetero)

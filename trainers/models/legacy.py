@@ -1,4 +1,5 @@
-"""Two small reference consumers of the stream's batch formats (they prove the formats are usable).
+"""The first two reference consumers (kept: ``tests/test_stream_models.py``; the issue-12 reference
+models are :data:`trainers.models.MODELS`) of the stream's batch formats (they prove the formats are usable).
 
 - :class:`GraphRegularisedTransformer`: gene tokens + CLS; selected (layer, head) pairs are
   regularised towards the sampled adjacency rows of a graph (row-wise KL); a perturbation
@@ -16,53 +17,12 @@ does for the loss.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pipeline.stream.batches import AdjRows, owner
-
-
-def segment_mean(values: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` [P, d] over the CSR segments ``ptr`` [B+1] -> [B, d] (empty segments: 0)."""
-    out = torch.zeros(len(ptr) - 1, values.shape[1], device=values.device, dtype=values.dtype)
-    out.index_add_(0, owner(ptr), values)
-    return out / ptr.diff().clamp(min=1).unsqueeze(1).to(values.dtype)
-
-
-def masked_mse(pred: torch.Tensor, y: torch.Tensor, y_mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the measured labels only."""
-    m = y_mask.to(pred.dtype)
-    return ((pred - y) ** 2 * m).sum() / m.sum().clamp(min=1)
-
-
-def graph_reg_loss(q: torch.Tensor, k: torch.Tensor, adj: AdjRows) -> torch.Tensor:
-    """Row-wise KL(target || attention) of one head over the sampled rows, averaged over rows and batch.
-
-    ``q``, ``k``: [B, N+1, dh] queries and keys of the head (token 0 is CLS, gene g is g+1).
-    Standard formulation: KL(A_tilde[i, :] || alpha[i, :]) = sum_j t_ij (log t_ij - log alpha_ij)
-    over the row's listed columns, alpha the softmax over ALL keys (not renormalised over
-    the listed columns). Negatives have t = 0 and add no term, but attention mass on them
-    (or on any other token) lowers alpha on the positives and so raises the loss; that is
-    how negatives matter, and no extra term is added. ``log_softmax`` stands in for the
-    reference code's ``log(alpha + 1e-8)`` (same value away from 0, stable). Rows with
-    gene -1 (padding) and their entries are ignored; the mean runs over real rows and batch.
-    """
-    valid = adj.rows >= 0
-    n_rows = int(valid.sum())
-    if n_rows == 0:
-        return q.new_zeros(())
-    slot = torch.cumsum(valid, 0) - 1  # row slot -> index among the real rows
-    row = owner(adj.row_ptr)  # row slot of every entry
-    keep = valid[row]  # entries of padded rows (empty in the stream's batches) are ignored all the same
-    logits = q[:, adj.rows[valid] + 1] @ k.transpose(1, 2) / math.sqrt(q.shape[-1])  # [B, R, N+1]: sampled rows only
-    logp = torch.log_softmax(logits, dim=-1)
-    t = adj.target[keep]
-    lp = logp[:, slot[row[keep]], adj.cols[keep].long() + 1]  # [B, nnz]
-    kl = torch.where(t > 0, t * (torch.log(t.clamp(min=1e-12)) - lp), torch.zeros_like(lp))
-    return kl.sum(dim=1).mean() / n_rows
+from trainers.models.common import graph_reg_loss, segment_mean
 
 
 class _Block(nn.Module):
