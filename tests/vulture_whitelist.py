@@ -54,3 +54,6 @@ from trainers.models import khop as _khop  # noqa: E402
 from trainers.models import lazy as _lazy  # noqa: E402
 
 PUBLIC_API = (*PUBLIC_API, _lazy.LazyGNN.forward_hetero, _khop.KHopGNN.forward_hetero)
+
+# vector labels (issue 14): a batch's label masks, read by trainers (README "Vector labels")
+PUBLIC_API = (*PUBLIC_API, lambda batch: batch.label_mask)

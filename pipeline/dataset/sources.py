@@ -17,7 +17,7 @@ from pipeline.core.errors import AmbiguousSourceError, SourceFormatError
 from pipeline.sources.phenotypes.spec import PhenotypeDataset
 
 #: Dataset modules under pipeline.sources.phenotypes, each exposing DATASET or DATASETS.
-_MODULES = ("kuzmin", "costanzo", "essentiality", "smf", "synlethdb", "costanzo2021")
+_MODULES = ("kuzmin", "costanzo", "essentiality", "smf", "synlethdb", "costanzo2021", "kemmeren", "sameith", "ohya")
 
 
 def _registry() -> dict[str, PhenotypeDataset]:

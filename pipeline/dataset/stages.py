@@ -24,6 +24,7 @@ from pipeline.core.inputs import describe_input
 from pipeline.core.paths import SAMPLE_DIR, Workspace
 from pipeline.core.runner import default_workers
 from pipeline.core.version import __version__
+from pipeline.dataset import labels as vector_labels
 from pipeline.dataset.config import DatasetConfig
 from pipeline.dataset.encode import (
     UNKNOWN,
@@ -95,6 +96,8 @@ def plan_dataset(cfg: DatasetConfig, ws: Workspace) -> DatasetPlan:
               "on_bad_value": cfg.on_bad_value,
               "split_seed": cfg.split_seed,
               "split_fractions": list(cfg.split_fractions), "format_version": FORMAT_VERSION}
+    if any(n in vector_labels.VECTOR_SOURCES for n in names):  # the label store's layout is part of the key
+        params["vector_labels_format"] = vector_labels.FORMAT_VERSION
     key = build_key({"params": params, "genes": graph_fp, "version": __version__,
                      "inputs": {k: [f.sha256 for f in v] for k, v in inputs.items()}})
     store = ws.dataset_store
@@ -167,7 +170,11 @@ def build_dataset(plan: DatasetPlan) -> Path:
                  c["dropped_unknown_gene"], c.get("markers_removed", 0))
     log.info("dataset: %d samples from %d rows (%d replicate rows merged, policy %s); splits %s",
              samples.height, rows_kept, rows_kept - samples.height, plan.parameters["replicates"], split_counts)
-    path = write_dataset(plan.store, samples, genes, manifest)
+    tables = vector_labels.vector_tables(plan.names, plan.inputs)  # read by the pass above: cached
+    path = write_dataset(plan.store, samples, genes, manifest, extra=lambda tmp: {
+        "vector_labels": vector_labels.write_labels(
+            tmp, samples.select("sample_id", "gene_idx", "types", pl.col("^split_.*$")), tables, genes)}
+        if tables else {})
     log.info("published %s (%.1fs)", path, time.perf_counter() - t0)
     return path
 
@@ -249,6 +256,7 @@ def summarize_dataset(path: Path) -> str:
     lines.append(f"  replicate rows merged {c['merged_replicate_rows']:,} (policy {m['parameters']['replicates']})")
     for name, sc in c["splits"].items():
         lines.append(f"  {name:20s} " + "  ".join(f"{k} {sc[k]:,}" for k in ("train", "val", "test")))
+    lines += vector_labels.summary_lines(m.get("vector_labels") or {})
     labels = c.get("labels") or {}
     if labels:
         split = "split_random" if any("split_random" in v for v in labels.values()) else None

@@ -13,6 +13,7 @@ A directory without ``manifest.json`` is not a dataset.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,8 +34,11 @@ FORMAT_VERSION = 1
 ROW_GROUP = 1 << 16
 
 
-def write_dataset(final: Path, samples: pl.DataFrame, genes: GeneIndex, manifest: dict[str, Any]) -> Path:
-    """Write samples + gene index + manifest under a temporary name, then rename into place."""
+def write_dataset(final: Path, samples: pl.DataFrame, genes: GeneIndex, manifest: dict[str, Any],
+                  extra: Callable[[Path], dict[str, Any]] | None = None) -> Path:
+    """Write samples + gene index + manifest under a temporary name, then rename into place.
+    ``extra(staging dir)`` writes more files there (the vector labels) before the checksums are taken
+    and returns manifest entries to add."""
     clean_stale(final)
     tmp = staging_dir(final)
     try:
@@ -44,6 +48,8 @@ def write_dataset(final: Path, samples: pl.DataFrame, genes: GeneIndex, manifest
                               compression_level=1, statistics=True)
         pl.DataFrame({"index": np.arange(len(genes), dtype=np.int32), "id": genes.table["id"]}).write_parquet(
             tmp / "genes.parquet")
+        if extra is not None:
+            manifest = {**manifest, **extra(tmp)}
         body = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest,
                 "genes": {"n": len(genes), "fingerprint": genes.fingerprint}, "n_samples": samples.height,
                 "files": file_digests(tmp)}

@@ -185,6 +185,10 @@ class IndexBatch(_Tensors):
     y: torch.Tensor  # float32 [B, L]
     y_mask: torch.Tensor  # bool [B, L]
     pad: torch.Tensor  # bool [B]: True for the repeated samples that pad an epoch's last batches (not real)
+    # vector labels by name (pipeline.stream.labels): float32 [B, w], 0 where not measured, and their
+    # masks bool [B, w] (False where not measured, for a sample without the vector, and for pad samples)
+    labels: dict[str, torch.Tensor] = field(default_factory=dict)
+    label_mask: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def valid(self) -> torch.Tensor:

@@ -55,6 +55,7 @@ from pipeline.stream.batches import (
     pack_negatives,
 )
 from pipeline.stream.chunks import Columns, Prefetcher, View, batch_chunks, segments
+from pipeline.stream.labels import StreamLabels
 from pipeline.stream.order import batches_for, epoch_order, plan_epoch, remaining
 
 FORMATS = ("index", "graph", "khop", "transformer")
@@ -116,7 +117,9 @@ class PerturbationStream(IterableDataset):
                  labels: tuple[str, ...] = DEFAULT_LABELS, k: int = 1, khop_mode: str = "per_type",
                  adjacency_graphs: list[str] | None = None, weighted_targets: bool = False,
                  rank: int | None = None, world_size: int | None = None,
-                 cache_dir: str | Path | None = None, cache_bytes: int | None = None) -> None:
+                 cache_dir: str | Path | None = None, cache_bytes: int | None = None,
+                 vector_labels: tuple[str, ...] | list[str] | None = None,
+                 vector_cache_bytes: int = 256 << 20) -> None:
         from pipeline.dataset.store import open_dataset
         from pipeline.graph.store import open_graph
         from pipeline.precompute.store import open_precomputed
@@ -193,6 +196,9 @@ class PerturbationStream(IterableDataset):
         self.y = np.nan_to_num(y)  # labels of every sample, by sample id
         self.y_mask = ~np.isnan(y)
         self.labels = tuple(labels)
+        # vector labels (None: every one the dataset has; (): none), read with each store chunk; decoded
+        # blocks kept across epochs up to vector_cache_bytes per process (pipeline.stream.labels)
+        self.vlabels = StreamLabels(ds.path, vector_labels, _int_arg("vector_cache_bytes", vector_cache_bytes, 0))
         self.epoch, self._start, self._state_world = 0, 0, self.world_size
         self._pid: int | None = None
         self._decoded: OrderedDict[int, Columns] = OrderedDict()  # map-style reads only
@@ -250,7 +256,15 @@ class PerturbationStream(IterableDataset):
 
     # --- reading ------------------------------------------------------------------------------
     def _read_chunk(self, c: int) -> Columns:
-        """Chunk ``c``'s columns, one read per array (called from the prefetch thread)."""
+        """Chunk ``c``'s columns, and the vector-label rows of its samples (:mod:`pipeline.stream.labels`),
+        one read per array (called from the prefetch thread)."""
+        out = self._read_store_chunk(c)
+        if self.vlabels:
+            self.vlabels.attach(out, c * self.chunk)
+        return out
+
+    def _read_store_chunk(self, c: int) -> Columns:
+        """Chunk ``c``'s columns from the precomputed store or the LMDB records."""
         first = c * self.chunk
         st = self._stores()
         if self.layout == "lmdb":
@@ -326,13 +340,17 @@ class PerturbationStream(IterableDataset):
             out[t] = hit
         return out
 
-    def _batch(self, ids: np.ndarray, d: dict[str, np.ndarray], step: int, pad: np.ndarray) -> IndexBatch:
-        """The batch object of this format from gathered columns ``d``."""
+    def _batch(self, ids: np.ndarray, d: dict[str, np.ndarray], step: int, pad: np.ndarray,
+               view: View | None = None) -> IndexBatch:
+        """The batch object of this format from gathered columns ``d`` (and ``view``'s vector labels)."""
+        vec = {}
+        if self.vlabels and view is not None:
+            vec = dict(zip(("labels", "label_mask"), self.vlabels.gather(ids, d, view, pad), strict=True))
         base = dict(sample_ids=torch.from_numpy(ids), step=step, pert_ptr=torch.from_numpy(d["genes_ptr"]),
                     pert_genes=torch.from_numpy(d["genes"].astype(np.int64)),
                     pert_types=torch.from_numpy(d["types"].astype(np.int64)),
                     y=torch.from_numpy(self.y[ids]), y_mask=torch.from_numpy(self.y_mask[ids]),
-                    pad=torch.from_numpy(pad))
+                    pad=torch.from_numpy(pad), **vec)
         if self.fmt == "graph":
             return GraphBatch(**base, flip_ptr=torch.from_numpy(d["flips_ptr"]),
                               flip_genes=torch.from_numpy(d["flips"].astype(np.int64)))
@@ -347,7 +365,8 @@ class PerturbationStream(IterableDataset):
         ids = np.asarray(ids, dtype=np.int64)
         if ids.ndim != 1 or (ids.size and (ids.min() < 0 or ids.max() >= self.n_samples)):
             raise ValueError(f"ids must be a 1-D array of sample ids in 0..{self.n_samples - 1}")
-        return self._batch(ids, self._view(ids).gather(ids), step, np.zeros(len(ids), bool))
+        view = self._view(ids)
+        return self._batch(ids, view.gather(ids), step, np.zeros(len(ids), bool), view)
 
     def __getitem__(self, i: int) -> IndexBatch:
         """Map-style: the one-sample batch of dataset sample id ``i``."""
@@ -396,7 +415,7 @@ class PerturbationStream(IterableDataset):
         for a, b, view in Prefetcher(self._read_chunk, self.n_chunks, self.chunk).views(segs):
             for idx in mine[a:b].tolist():
                 ids = plan.batches[idx]
-                yield self._batch(ids, view.gather(ids), idx, idx * self.batch_size + cols >= real)
+                yield self._batch(ids, view.gather(ids), idx, idx * self.batch_size + cols >= real, view)
 
     def state_dict(self, last_step: int | None = None) -> dict[str, Any]:
         """Where to resume: after the batch whose ``step`` is ``last_step`` (None: the epoch's start)."""
