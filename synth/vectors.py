@@ -277,6 +277,31 @@ def kemmeren_bench(out: Path, n_strains: int = 1500, n_genes: int = 6200, arrays
     return path
 
 
+GENERATOR = "synth/vectors.py"
+_SAMPLE_DIRS = {"kemmeren2014": "Kemmeren 2014 (GEO family SOFT + Table S1)",
+                "sameith2015": "Sameith 2015 (GEO family SOFT + Additional file 1)",
+                "ohya2005": "Ohya 2005 CalMorph (mt4718data.tsv + wt122data.tsv)"}
+
+
+def update_manifest(out: Path) -> None:
+    """Replace this generator's entries of ``out/MANIFEST.json`` with the sample files now under
+    ``out`` (so the build marks them SYNTHETIC), keeping every other entry in place."""
+    import hashlib
+    import json
+
+    mine = []
+    for sub, fmt in _SAMPLE_DIRS.items():
+        for f in sorted((out / sub).glob("*")):
+            if f.is_file() and not f.name.startswith("."):
+                mine.append({"path": f"{sub}/{f.name}", "synthetic": True, "generator": GENERATOR, "seed": None,
+                             "sha256": hashlib.sha256(f.read_bytes()).hexdigest(), "bytes": f.stat().st_size,
+                             "description": f"SYNTHETIC sample in the released format of {fmt}"})
+    mf = out / "MANIFEST.json"
+    doc = json.loads(mf.read_text())
+    doc["files"] = [e for e in doc["files"] if e.get("generator") != GENERATOR] + mine
+    mf.write_text(json.dumps(doc, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m synth.vectors", description=__doc__.split("\n")[0])
     ap.add_argument("--sample", action="store_true", help="write the committed samples under data/sample/")
@@ -289,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
         print("kemmeren2014 arrays", kemmeren_sample(args.out))
         print("sameith2015 arrays", sameith_sample(args.out))
         print("ohya2005 strains", ohya_sample(args.out))
+        update_manifest(args.out)
     if args.kemmeren_bench:
         print("wrote", kemmeren_bench(args.kemmeren_bench, args.strains, args.genes))
 
