@@ -85,6 +85,11 @@ def run_metadata(benchmark: str, params: Mapping[str, Any], packages: Iterable[s
     }
 
 
+def verdict(ok: bool) -> str:
+    """A target's outcome in a benchmark table."""
+    return "PASS" if ok else "FAIL"
+
+
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Plain-text table: first column left-aligned, the others right-aligned."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

@@ -39,6 +39,7 @@ import numpy as np
 
 from benchmarks._report import PACKAGES as PACKAGES_REPORTED
 from benchmarks._report import Record, format_table, run_metadata, write_json
+from benchmarks._report import verdict as _verdict
 
 DEFAULT_WORKDIR = Path("data/bench")
 TARGET_RATIO = 500  # graph batches vs the HeteroData baseline
@@ -392,10 +393,6 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     p.add_argument("--json", type=Path)
     return p
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,3 +57,6 @@ PUBLIC_API = (*PUBLIC_API, _lazy.LazyGNN.forward_hetero, _khop.KHopGNN.forward_h
 
 # vector labels (issue 14): a batch's label masks, read by trainers (README "Vector labels")
 PUBLIC_API = (*PUBLIC_API, lambda batch: batch.label_mask)
+
+# a HeteroData field set by benchmarks/_research_loading.py, read by name in trainers.models.common.pert_states
+PUBLIC_API = (*PUBLIC_API, lambda data: data["gene"].pert_state)

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The `bench train` table at FULL scale on a GPU machine, with the research report's batch sizes
+# (index 64, lazy / k-hop / transformer 28), in one command (target: under 5 minutes, build included).
+#
+#   bash benchmarks/gpu_train.sh            # from the repository root; PYTHON=... to pick the interpreter
+#
+# 1. builds (once; reused while current) the full-scale synthetic build under data/bench/train-out/train1:
+#    9 edge types, ~2.42M gene pairs over 6,607 genes, the Kuzmin-style dataset (~739k samples),
+#    masks, 1/2/3-hop sets and 64 steps of adjacency rows (one dask worker per core);
+# 2. runs `python -m benchmarks train --scale 1 --device cuda` (every row, our stream and research-code
+#    loading through 2 DataLoader workers each), printing the table and writing
+#    bench-results/train-gpu.json (and the log next to it).
+# Not run yet: no GPU machine was lent to the session that wrote it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+[ -x "$PY" ] || PY=python
+OUT=${OUT_DIR:-bench-results}
+STEPS=${STEPS:-10}
+MAX_SECONDS=${MAX_SECONDS:-15}
+mkdir -p "$OUT"
+
+"$PY" - <<'EOF'
+import sys
+import torch
+if not torch.cuda.is_available():
+    sys.exit(f"error: torch {torch.__version__} sees no CUDA device; this script needs a GPU build of torch")
+print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}, "
+      f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB", file=sys.stderr)
+EOF
+# research-code batches of the full graph travel through shared memory (~80 MB of edges per sample)
+shm=$(df -Pm /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')
+if [ -n "${shm:-}" ] && [ "$shm" -lt 16384 ]; then
+    echo "warning: /dev/shm has ${shm} MiB free; the research lazy row needs ~10 GiB there (2 workers x 2 batches)" >&2
+fi
+
+start=$(date +%s)
+# the build alone (the benchmark would build it too): timed apart so the table's run time is visible
+PYTHONPATH=. "$PY" -c "
+import sys, time
+from pathlib import Path
+from benchmarks.train import ensure_build
+if __name__ == '__main__':
+    t0 = time.perf_counter()
+    b = ensure_build(Path('data/bench'), 1.0)
+    print(f'build {b} ready in {time.perf_counter() - t0:.0f} s', file=sys.stderr)
+"
+PYTHONPATH=. "$PY" -m benchmarks train --scale 1 --device cuda --workers 2 --steps "$STEPS" --warmup 2 \
+    --max-seconds "$MAX_SECONDS" --json "$OUT/train-gpu.json" 2>&1 | tee "$OUT/train-gpu.log"
+echo "gpu_train.sh: $(( $(date +%s) - start )) s in all" >&2
