@@ -239,6 +239,22 @@ def test_kill_at_random_points_then_rerun(tmp_path: Path, reference: Path) -> No
 
 # --- damage in staging -----------------------------------------------------------------------
 
+def _interrupted_staging(cfg: BuildConfig, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run ``cfg`` in the current directory up to the precompute's publish, stop it there, and
+    return the staging folder the run leaves."""
+    from pipeline.precompute import stages
+
+    def stop(*_: object) -> None:
+        raise RuntimeError("interrupted before publish")
+
+    with monkeypatch.context() as m:
+        m.setattr(stages, "publish_precompute", stop)
+        with pytest.raises(RuntimeError, match="interrupted"):
+            run_build(cfg)
+    [staging] = BUILD.glob(".precomputed.zarr.partial-*")
+    return staging
+
+
 def _corrupt(path: Path) -> None:
     data = bytearray(path.read_bytes())
     mid = len(data) // 2
@@ -251,17 +267,9 @@ def test_damaged_staging_chunk_is_recomputed(tmp_path: Path, reference: Path, mo
     """A run stopped before publish leaves its staging; undecodable shards in it (and a flipped
     byte) are found when the rerun re-verifies the earlier chunks, named in a warning, computed
     again, and the published stores equal an uninterrupted build."""
-    from pipeline.precompute import stages
-
     monkeypatch.chdir(tmp_path)
     cfg = BuildConfig.from_args(parser().parse_args(ARGS))
-    with monkeypatch.context() as m:
-        def stop(*_: object) -> None:
-            raise RuntimeError("interrupted before publish")
-        m.setattr(stages, "publish_precompute", stop)
-        with pytest.raises(RuntimeError, match="interrupted"):
-            run_build(cfg)
-    [staging] = BUILD.glob(".precomputed.zarr.partial-*")
+    staging = _interrupted_staging(cfg, monkeypatch)
     _corrupt(staging / "node_mask" / "dense" / "c" / "1" / "0")  # chunk 1: samples 256..511
     _corrupt(staging / "khop" / "per_type" / "k2" / "c" / "2" / "0")
     (staging / "edge_mask" / "string12_fusion" / "values" / "c" / "0" / "0").write_bytes(b"\x00" * 7)
@@ -281,18 +289,12 @@ def test_damaged_dense_edge_mask_in_staging_is_recomputed(tmp_path: Path, monkey
     """The dense edge-mask view (``--dense-edge-masks``) has per-chunk checksums too: a shard of
     it damaged in an interrupted staging is found, recomputed, and the result equals an
     uninterrupted build."""
-    from pipeline.precompute import stages
-
     args = [*ARGS, "--dense-edge-masks"]
     ref = tmp_path / "ref"
     assert _build(ref, "--dense-edge-masks").returncode == 0
     monkeypatch.chdir(tmp_path)
     cfg = BuildConfig.from_args(parser().parse_args(args))
-    with monkeypatch.context() as m:
-        m.setattr(stages, "publish_precompute", lambda *_: (_ for _ in ()).throw(RuntimeError("interrupted")))
-        with pytest.raises(RuntimeError):
-            run_build(cfg)
-    [staging] = BUILD.glob(".precomputed.zarr.partial-*")
+    staging = _interrupted_staging(cfg, monkeypatch)
     _corrupt(staging / "edge_mask" / "string12_fusion" / "dense" / "c" / "3" / "0")
     with caplog.at_level(logging.WARNING, logger="pipeline.precompute"):
         assert run_build(cfg).precomputed_built
@@ -306,15 +308,9 @@ def test_damaged_prepared_staging_is_started_over(tmp_path: Path, reference: Pat
     """A file written at prepare (an array's metadata, the root group's, a whole array) damaged in
     an interrupted staging: the rerun names it, starts the staging over, and equals an
     uninterrupted build (before, an array's damaged zarr.json failed every task of the rerun)."""
-    from pipeline.precompute import stages
-
     monkeypatch.chdir(tmp_path)
     cfg = BuildConfig.from_args(parser().parse_args(ARGS))
-    with monkeypatch.context() as m:
-        m.setattr(stages, "publish_precompute", lambda *_: (_ for _ in ()).throw(RuntimeError("interrupted")))
-        with pytest.raises(RuntimeError):
-            run_build(cfg)
-    [staging] = BUILD.glob(".precomputed.zarr.partial-*")
+    staging = _interrupted_staging(cfg, monkeypatch)
     target = staging / meta
     assert target.is_file(), sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*"))[:40]
     _corrupt(target)
@@ -328,16 +324,10 @@ def test_damaged_prepared_staging_is_started_over(tmp_path: Path, reference: Pat
 
 def test_force_discards_an_interrupted_staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                caplog: pytest.LogCaptureFixture) -> None:
-    from pipeline.precompute import stages
-
     monkeypatch.chdir(tmp_path)
     args = [a for a in ARGS if a != "--lmdb"]
     cfg = BuildConfig.from_args(parser().parse_args(args))
-    with monkeypatch.context() as m:
-        m.setattr(stages, "publish_precompute", lambda *_: (_ for _ in ()).throw(RuntimeError("interrupted")))
-        with pytest.raises(RuntimeError):
-            run_build(cfg)
-    [staging] = BUILD.glob(".precomputed.zarr.partial-*")
+    staging = _interrupted_staging(cfg, monkeypatch)
     (staging / "zarr.json").write_text("{not json")  # the staging store itself does not open
     with caplog.at_level(logging.INFO, logger="pipeline.precompute"):
         res = run_build(BuildConfig.from_args(parser().parse_args([*args, "--force"])))

@@ -158,3 +158,36 @@ def pert_states(store: Any, n_id: torch.Tensor) -> torch.Tensor:
         if name in store:
             return getattr(store, name).long()
     return torch.zeros_like(n_id)
+
+
+class TypedGNN(nn.Module):
+    """What the two message-passing models share: gene tokens, perturbation-state embeddings, per
+    edge type a message weight and the wild-type in-degree (>= 1) that normalises it, a readout
+    and a head over [pooled graph, perturbed genes]; and their loss (the labels' masked MSE)."""
+
+    def __init__(self, static: GraphStatic, n_labels: int, d: int = 32, layers: int = 2,
+                 edge_types: list[str] | None = None) -> None:
+        super().__init__()
+        self.graph = StaticBuffers(static, edge_types)
+        self.types = self.graph.edge_types
+        n = static.n_genes
+        for i, t in enumerate(self.types):  # wild-type in-degree per type, >= 1
+            deg = torch.bincount(static.edge_index[t][1], minlength=n).clamp(min=1).float()
+            self.register_buffer(f"deg{i}", deg, persistent=False)
+        self.tokens = GeneTokens(static.gene_x, d)
+        self.state = nn.Embedding(N_STATES, d)
+        self.self_w = nn.ModuleList(nn.Linear(d, d) for _ in range(layers))
+        self.msg_w = nn.ModuleList(nn.ModuleList(nn.Linear(d, d, bias=False) for _ in self.types)
+                                   for _ in range(layers))
+        self.readout = mlp(d, d, d)
+        self.norm = nn.LayerNorm(d)
+        self.head = mlp(2 * d, d, n_labels)
+
+    def _deg(self, i: int) -> torch.Tensor:
+        return getattr(self, f"deg{i}")
+
+    def loss(self, batch: IndexBatch) -> dict[str, torch.Tensor]:
+        pred = self(batch)
+        label = label_loss(pred, batch)
+        return {"loss": label, "label": label, "pred": pred}
+

@@ -27,41 +27,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from pipeline.stream.batches import GraphStatic, KHopBatch, owner
+from pipeline.stream.batches import KHopBatch, owner
 from trainers.models.common import (
     N_STATES,
-    GeneTokens,
-    StaticBuffers,
-    label_loss,
-    mlp,
+    TypedGNN,
     pert_states,
     segment_mean,
     segment_sum,
 )
 
 
-class KHopGNN(nn.Module):
+class KHopGNN(TypedGNN):
     stream_format = "khop"
-
-    def __init__(self, static: GraphStatic, n_labels: int, d: int = 32, layers: int = 2,
-                 edge_types: list[str] | None = None) -> None:
-        super().__init__()
-        self.graph = StaticBuffers(static, edge_types)
-        self.types = self.graph.edge_types
-        n = static.n_genes
-        for i, t in enumerate(self.types):
-            deg = torch.bincount(static.edge_index[t][1], minlength=n).clamp(min=1).float()
-            self.register_buffer(f"deg{i}", deg, persistent=False)
-        self.tokens = GeneTokens(static.gene_x, d)
-        self.state = nn.Embedding(N_STATES, d)
-        self.self_w = nn.ModuleList(nn.Linear(d, d) for _ in range(layers))
-        self.msg_w = nn.ModuleList(nn.ModuleList(nn.Linear(d, d, bias=False) for _ in self.types)
-                                   for _ in range(layers))
-        self.readout = mlp(d, d, d)
-        self.norm = nn.LayerNorm(d)
-        self.head = mlp(2 * d, d, n_labels)
 
     def union(self, n_id: torch.Tensor, batch: torch.Tensor, pert: torch.Tensor, b: int,
               edges: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -83,7 +61,7 @@ class KHopGNN(nn.Module):
         for self_w, msg_w in zip(self.self_w, self.msg_w, strict=True):
             out = self_w(h)
             for i, (src, dst) in enumerate(edges):
-                agg = segment_sum(h[src], dst, m) / getattr(self, f"deg{i}")[n_id].unsqueeze(-1).to(h.dtype)
+                agg = segment_sum(h[src], dst, m) / self._deg(i)[n_id].unsqueeze(-1).to(h.dtype)
                 out = out + msg_w[i](agg)
             h = torch.relu(out)
         return h
@@ -111,11 +89,6 @@ class KHopGNN(nn.Module):
         pert = pert_states(gd, gd.n_id)
         edges = [tuple(data["gene", t, "gene"].edge_index) for t in self.types]
         return self.union(gd.n_id, gd.batch, pert, int(data.num_graphs), edges)
-
-    def loss(self, batch: KHopBatch) -> dict[str, torch.Tensor]:
-        pred = self(batch)
-        label = label_loss(pred, batch)
-        return {"loss": label, "label": label, "pred": pred}
 
     def gene_embeddings(self) -> torch.Tensor:
         """Final states of every genome gene on the whole wild-type graph (one union of 1 sample) [N, d]."""

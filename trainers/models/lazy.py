@@ -38,44 +38,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
-from pipeline.stream.batches import GraphBatch, GraphStatic, owner
+from pipeline.stream.batches import GraphBatch, owner
 from trainers.models.common import (
     N_STATES,
-    GeneTokens,
-    StaticBuffers,
-    label_loss,
-    mlp,
+    TypedGNN,
     pert_states,
     segment_mean,
     segment_sum,
 )
 
 
-class LazyGNN(nn.Module):
+class LazyGNN(TypedGNN):
     stream_format = "graph"
-
-    def __init__(self, static: GraphStatic, n_labels: int, d: int = 32, layers: int = 2,
-                 edge_types: list[str] | None = None) -> None:
-        super().__init__()
-        self.graph = StaticBuffers(static, edge_types)
-        self.types = self.graph.edge_types
-        n = static.n_genes
-        for i, t in enumerate(self.types):  # wild-type in-degree per type, >= 1
-            deg = torch.bincount(static.edge_index[t][1], minlength=n).clamp(min=1).float()
-            self.register_buffer(f"deg{i}", deg, persistent=False)
-        self.tokens = GeneTokens(static.gene_x, d)
-        self.state = nn.Embedding(N_STATES, d)
-        self.self_w = nn.ModuleList(nn.Linear(d, d) for _ in range(layers))
-        self.msg_w = nn.ModuleList(nn.ModuleList(nn.Linear(d, d, bias=False) for _ in self.types)
-                                   for _ in range(layers))
-        self.readout = mlp(d, d, d)
-        self.norm = nn.LayerNorm(d)
-        self.head = mlp(2 * d, d, n_labels)
-
-    def _deg(self, i: int) -> torch.Tensor:
-        return getattr(self, f"deg{i}")
 
     # --- the stream: dense [B+1, N, d] ------------------------------------------------------------
     def _dense(self, h: torch.Tensor, present: torch.Tensor, keep: list[torch.Tensor]) -> torch.Tensor:
@@ -150,11 +125,6 @@ class LazyGNN(nn.Module):
         p_ptr = torch.cat([batch.new_zeros(1), torch.bincount(batch[is_pert], minlength=b).cumsum(0)])
         s = segment_mean(tok[n_id[is_pert]] + self.state(pert[is_pert].clamp(0, N_STATES - 1)), p_ptr)
         return self._head(pooled, self._wild_type(tok), s)
-
-    def loss(self, batch: GraphBatch) -> dict[str, torch.Tensor]:
-        pred = self(batch)
-        label = label_loss(pred, batch)
-        return {"loss": label, "label": label, "pred": pred}
 
     def gene_embeddings(self) -> torch.Tensor:
         """The wild-type graph's final gene states [N, d] (the oversmoothing panels' embeddings)."""
