@@ -297,6 +297,8 @@ def update_manifest(out: Path) -> None:
                              "sha256": hashlib.sha256(f.read_bytes()).hexdigest(), "bytes": f.stat().st_size,
                              "description": f"SYNTHETIC sample in the released format of {fmt}"})
     mf = out / "MANIFEST.json"
+    if not mf.is_file():  # a folder other than data/sample (a check's temporary copy): no manifest to keep
+        return
     doc = json.loads(mf.read_text())
     doc["files"] = [e for e in doc["files"] if e.get("generator") != GENERATOR] + mine
     mf.write_text(json.dumps(doc, indent=2) + "\n")

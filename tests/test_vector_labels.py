@@ -263,3 +263,12 @@ def test_samples_are_synthetic_and_regenerate_byte_identically(tmp_path):
             assert (tmp_path / name / p.name).read_bytes() == p.read_bytes(), p
     soft = SAMPLE_DIR / "kemmeren2014" / "GSE42527_family.sample.soft.gz"
     assert b"!Series_title = SYNTHETIC" in gzip.decompress(soft.read_bytes())
+    # data/sample/MANIFEST.json marks every sample file synthetic, with its current digest
+    import hashlib
+    import json
+
+    listed = {e["path"]: e for e in json.loads((SAMPLE_DIR / "MANIFEST.json").read_text())["files"]}
+    for name in VECTOR_SOURCES:
+        for p in _files(name):
+            e = listed[f"{name}/{p.name}"]
+            assert e["synthetic"] and e["sha256"] == hashlib.sha256(p.read_bytes()).hexdigest(), p
