@@ -27,8 +27,17 @@ MANIFEST_FILES = ("zarr.json", "manifest.json")
 _BLOCK = 1 << 22
 
 
+def crc32(data: bytes | memoryview) -> str:
+    """CRC-32 as the manifests record it (8 hex digits).
+
+    >>> crc32(b"abc")
+    '352441c2'
+    """
+    return f"{zlib.crc32(data):08x}"
+
+
 def file_crc32(path: Path) -> str:
-    """CRC-32 of one file, 8 hex digits."""
+    """CRC-32 of one file, 8 hex digits, read in blocks (:func:`crc32` of its bytes)."""
     crc = 0
     with open(path, "rb") as fh:
         while block := fh.read(_BLOCK):

@@ -42,12 +42,12 @@ import re
 import shutil
 import sys
 import uuid
-import zlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.digests import crc32, file_crc32
 from pipeline.core.errors import StoreError
 
 log = logging.getLogger("pipeline.remote")
@@ -192,15 +192,6 @@ def staging_root(url: str) -> Path:
     """The local folder a build for ``--out URL`` is built in before it is published (kept, so
     that a rerun is up to date locally and publishes nothing new)."""
     return cache_root() / "staging" / hashlib.sha256(url.encode()).hexdigest()[:16]
-
-
-def crc32(data: bytes | memoryview) -> str:
-    """CRC-32 as the manifests record it (8 hex digits).
-
-    >>> crc32(b"abc")
-    '352441c2'
-    """
-    return f"{zlib.crc32(data):08x}"
 
 
 def manifest_files(marker: str, body: bytes) -> dict[str, str]:
@@ -583,7 +574,7 @@ def fetch_tree(url: str, files: dict[str, str], cache: ChunkCache, extra: dict[s
     path = cache.entry(url, ident[:8]).with_suffix(".d")
     if path.is_dir():
         if path.name in cache._checked or all(
-                (path / rel).is_file() and crc32((path / rel).read_bytes()) == crc for rel, crc in files.items()):
+                (path / rel).is_file() and file_crc32(path / rel) == crc for rel, crc in files.items()):
             cache._checked.add(path.name)
             with contextlib.suppress(OSError):
                 os.utime(path)
