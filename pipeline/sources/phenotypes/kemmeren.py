@@ -37,7 +37,9 @@ import re
 from collections.abc import Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -579,9 +581,15 @@ def vector_observations(fields: dict, source: str, paths: list[Path], stats: Mut
     return pl.DataFrame({k: data.get(k, [None] * n) for k in OBSERVATION_SCHEMA}, schema=OBSERVATION_SCHEMA).lazy()
 
 
-def _reader(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-            on_bad_value: str = "error") -> pl.LazyFrame:
-    return vector_observations(cached(read_kemmeren2014, paths), "kemmeren2014", paths, stats)
+def vector_reader(read: Any, name: str, paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
+                  on_bad_value: str = "error") -> pl.LazyFrame:
+    """The dataset reader of a vector-label dataset ``name`` whose files ``read(paths)`` parses (once per
+    build: :func:`cached`); bind ``read`` and ``name`` with ``functools.partial``. The scalar readers'
+    policies do not apply (a bad vector value is an error of ``read``)."""
+    return vector_observations(cached(read, paths), name, paths, stats)
+
+
+_reader = partial(vector_reader, read_kemmeren2014, "kemmeren2014")
 
 
 _GEO = "ftp.ncbi.nlm.nih.gov/geo/series/GSE42nnn"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import MutableMapping
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ import polars as pl
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.perturbations import CODES
 from pipeline.sources._io import read_source_bytes
+from pipeline.sources.phenotypes.kemmeren import vector_reader
 
 MUTANTS = "mt4718data.tsv"
 WILDTYPE = "wt122data.tsv"
@@ -101,11 +103,7 @@ def read_ohya2005(paths: list[Path], stats: MutableMapping[str, int] | None = No
             "reference": {"mean": mean.astype(np.float32), "sd": sd.astype(np.float32), "n": n.astype(np.int32)}}
 
 
-def _reader(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-            on_bad_value: str = "error"):
-    from pipeline.sources.phenotypes.kemmeren import cached, vector_observations
-
-    return vector_observations(cached(read_ohya2005, paths), "ohya2005", paths, stats)
+_reader = partial(vector_reader, read_ohya2005, "ohya2005")
 
 
 def _dataset():

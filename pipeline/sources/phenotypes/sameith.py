@@ -18,11 +18,17 @@ strain's arrays, two-sided t-test p-value).
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from functools import partial
 from pathlib import Path
 
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.perturbations import CODES
-from pipeline.sources.phenotypes.kemmeren import crosswalk_resolver, read_crosswalk, read_expression_soft
+from pipeline.sources.phenotypes.kemmeren import (
+    crosswalk_resolver,
+    read_crosswalk,
+    read_expression_soft,
+    vector_reader,
+)
 
 WORKBOOK = "12915_2015_222_MOESM1_ESM.xlsx"
 _SPACE = " " * 11
@@ -52,11 +58,7 @@ def read_sameith2015(paths: list[Path], stats: MutableMapping[str, int] | None =
             "values": values, "pvalue": p, "stats": dict(stats)}
 
 
-def _reader(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-            on_bad_value: str = "error"):
-    from pipeline.sources.phenotypes.kemmeren import cached, vector_observations
-
-    return vector_observations(cached(read_sameith2015, paths), "sameith2015", paths, stats)
+_reader = partial(vector_reader, read_sameith2015, "sameith2015")
 
 
 def _dataset():
