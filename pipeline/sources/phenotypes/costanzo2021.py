@@ -24,12 +24,13 @@ the same sample).
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from pipeline.core.perturbations import CODES
-from pipeline.sources.phenotypes.rows import read_sheet, require_columns, strain_observations
+from pipeline.sources.phenotypes.rows import read_each, read_sheet, require_columns, strain_observations
 from pipeline.sources.phenotypes.spec import Label, PhenotypeDataset, ReleaseFile
 from pipeline.sources.phenotypes.tables import Located, OnBadValue, OnUnknown
 
@@ -103,10 +104,7 @@ def read_costanzo2021(path: str | Path, *, on_unknown: OnUnknown = "error",
                                on_unknown=on_unknown, on_bad_value=on_bad_value, stats=stats)
 
 
-def _reader(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-            on_bad_value: str = "error") -> pl.LazyFrame:
-    return pl.concat([read_costanzo2021(p, on_unknown=on_unknown, stats=stats,  # type: ignore[arg-type]
-                                        on_bad_value=on_bad_value) for p in paths])  # type: ignore[arg-type]
+_reader = partial(read_each, read_costanzo2021)
 
 
 DATASET = PhenotypeDataset(

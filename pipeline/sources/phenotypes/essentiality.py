@@ -18,13 +18,14 @@ naming line and text.
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.perturbations import CODES
-from pipeline.sources.phenotypes.rows import read_delimited, require_columns, strain_observations
+from pipeline.sources.phenotypes.rows import read_delimited, read_each, require_columns, strain_observations
 from pipeline.sources.phenotypes.spec import Label, PackagedFile, PhenotypeDataset, ReleaseFile
 from pipeline.sources.phenotypes.tables import Located, OnBadValue, OnUnknown
 
@@ -63,10 +64,7 @@ def read_essentiality(path: str | Path, *, on_unknown: OnUnknown = "error",
                                on_unknown=on_unknown, on_bad_value=on_bad_value, stats=stats)
 
 
-def _reader(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-            on_bad_value: str = "error") -> pl.LazyFrame:
-    return pl.concat([read_essentiality(p, on_unknown=on_unknown, stats=stats,  # type: ignore[arg-type]
-                                        on_bad_value=on_bad_value) for p in paths])  # type: ignore[arg-type]
+_reader = partial(read_each, read_essentiality)
 
 
 DATASET = PhenotypeDataset(

@@ -39,12 +39,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import MutableMapping
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.perturbations import VALUE_COLUMNS
+from pipeline.sources.phenotypes.rows import read_each
 from pipeline.sources.phenotypes.spec import INTERACTION_LABELS, PhenotypeDataset, ReleaseFile
 from pipeline.sources.phenotypes.tables import (
     NULL_VALUES,
@@ -148,16 +150,10 @@ def read_kuzmin2020(path: str | Path, *, on_unknown: OnUnknown = "error",
                         on_bad_value=on_bad_value, strings=raw.lazy)
 
 
-def _kuzmin2018(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-                on_bad_value: str = "error") -> pl.LazyFrame:
-    return pl.concat([scan_kuzmin2018(p, on_unknown=on_unknown, stats=stats, check_values=check_values,  # type: ignore[arg-type]
-                                      on_bad_value=on_bad_value) for p in paths], how="vertical")  # type: ignore[arg-type]
+_kuzmin2018 = partial(read_each, scan_kuzmin2018, takes_check_values=True)
 
 
-def _kuzmin2020(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-                on_bad_value: str = "error") -> pl.LazyFrame:
-    return pl.concat([read_kuzmin2020(p, on_unknown=on_unknown, stats=stats, check_values=check_values,  # type: ignore[arg-type]
-                                      on_bad_value=on_bad_value) for p in paths], how="vertical")  # type: ignore[arg-type]
+_kuzmin2020 = partial(read_each, read_kuzmin2020, takes_check_values=True)
 
 
 DATASETS = (

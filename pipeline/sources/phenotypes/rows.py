@@ -25,7 +25,9 @@ added to ``stats`` as the other readers do (``rows_read``, ``dropped_bad_value``
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -161,3 +163,17 @@ def require_columns(path: str, line: int | None, header: list[str], wanted: Mapp
         raise SourceFormatError(path, line, f"a {title} header with column(s) {', '.join(map(repr, missing))}",
                                 "\t".join(header))
     return found
+
+
+def read_each(read: Callable[..., pl.LazyFrame], paths: list[Path], on_unknown: str, stats: dict,
+              check_values: bool = True, on_bad_value: str = "error", *, takes_check_values: bool = False,
+              **fixed: Any) -> pl.LazyFrame:
+    """The dataset reader (:class:`~pipeline.sources.phenotypes.spec.PhenotypeDataset` ``reader``) of a
+    one-table-per-file reader: ``read(path, **fixed, on_unknown=, stats=, on_bad_value=)`` (and
+    ``check_values=`` when ``takes_check_values``) per file, concatenated. Bind ``read`` (and ``fixed``)
+    with ``functools.partial``: ``partial(read_each, read_essentiality)``."""
+    kw = {**fixed, "on_unknown": on_unknown, "stats": stats, "on_bad_value": on_bad_value}
+    if takes_check_values:
+        kw["check_values"] = check_values
+    return pl.concat([read(p, **kw) for p in paths], how="vertical")
+

@@ -22,13 +22,14 @@
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
 from pipeline.core.errors import SourceFormatError
 from pipeline.core.perturbations import CODES, known_kinds_text, parse_strains
-from pipeline.sources.phenotypes.rows import read_sheet, require_columns, strain_observations
+from pipeline.sources.phenotypes.rows import read_each, read_sheet, require_columns, strain_observations
 from pipeline.sources.phenotypes.spec import Label, PhenotypeDataset, ReleaseFile
 from pipeline.sources.phenotypes.tables import Located, OnBadValue, OnUnknown
 
@@ -128,16 +129,10 @@ def read_baryshnikova2010(path: str | Path, *, on_unknown: OnUnknown = "error",
                                on_unknown=on_unknown, on_bad_value=on_bad_value, stats=stats)
 
 
-def _costanzo_reader(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-                     on_bad_value: str = "error") -> pl.LazyFrame:
-    return pl.concat([read_costanzo2016_smf(p, on_unknown=on_unknown, stats=stats,  # type: ignore[arg-type]
-                                            on_bad_value=on_bad_value) for p in paths])  # type: ignore[arg-type]
+_costanzo_reader = partial(read_each, read_costanzo2016_smf)
 
 
-def _baryshnikova_reader(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-                         on_bad_value: str = "error") -> pl.LazyFrame:
-    return pl.concat([read_baryshnikova2010(p, on_unknown=on_unknown, stats=stats,  # type: ignore[arg-type]
-                                            on_bad_value=on_bad_value) for p in paths])  # type: ignore[arg-type]
+_baryshnikova_reader = partial(read_each, read_baryshnikova2010)
 
 
 DATASETS = (

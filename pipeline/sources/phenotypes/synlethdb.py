@@ -23,8 +23,9 @@ error with ``--on-unknown-allele error``).
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -32,7 +33,7 @@ import polars as pl
 from pipeline.core.genes import GeneIndex, read_gene_table_tsv
 from pipeline.core.paths import SAMPLE_DIR
 from pipeline.core.perturbations import CODES
-from pipeline.sources.phenotypes.rows import read_delimited, require_columns, strain_observations
+from pipeline.sources.phenotypes.rows import read_delimited, read_each, require_columns, strain_observations
 from pipeline.sources.phenotypes.spec import Label, PhenotypeDataset, ReleaseFile
 from pipeline.sources.phenotypes.tables import Located, OnBadValue, OnUnknown
 
@@ -90,12 +91,8 @@ def read_synlethdb(path: str | Path, kind: str, *, on_unknown: OnUnknown = "erro
                                on_unknown=on_unknown, on_bad_value=on_bad_value, stats=stats)
 
 
-def _reader(kind: str):
-    def read(paths: list[Path], on_unknown: str, stats: dict, check_values: bool = True,
-             on_bad_value: str = "error") -> pl.LazyFrame:
-        return pl.concat([read_synlethdb(p, kind, on_unknown=on_unknown, stats=stats,  # type: ignore[arg-type]
-                                         on_bad_value=on_bad_value) for p in paths])  # type: ignore[arg-type]
-    return read
+def _reader(kind: str) -> Any:
+    return partial(read_each, read_synlethdb, kind=kind)
 
 
 _OBTAIN = "SynLethDB 2.0 website, download page, species S. cerevisiae"
