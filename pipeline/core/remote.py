@@ -505,6 +505,23 @@ def _cached_store_class() -> type:
                 data = _read_range(await self._local(key, prototype), byte_range)
             return prototype.buffer.from_bytes(data)
 
+        def local_file(self, key: str) -> Path | None:
+            """The local cached copy of ``key``, fetched into the cache on a miss (synchronously); None for
+            a key the manifest does not list (an absent chunk: it reads as the fill value). For readers that
+            read chunk files themselves (:class:`pipeline.core.chunkio.DirectArray`)."""
+            if key not in self.files:
+                return None
+            from zarr.core.buffer import default_buffer_prototype
+            from zarr.core.sync import sync
+
+            path = self.cache.lookup(f"{self.url}/{key}", self.files[key])  # a hit needs no event loop
+            if path is None:
+                path = sync(self._local(key, default_buffer_prototype()))
+            if not path.exists():  # evicted by another process meanwhile: fetch again
+                self.cache._checked.discard(path.name)
+                path = sync(self._local(key, default_buffer_prototype()))
+            return path
+
         async def get_partial_values(self, prototype: BufferPrototype,
                                      key_ranges: Iterable[tuple[str, ByteRequest | None]]) -> list[Buffer | None]:
             return [await self.get(k, prototype, r) for k, r in key_ranges]
