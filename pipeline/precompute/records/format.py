@@ -140,6 +140,25 @@ class RecordSchema:
     def names(self) -> tuple[str, ...]:
         return tuple(n for n, _ in self.sections)
 
+    def positions(self, names: Iterable[str]) -> tuple[int, ...]:
+        """Schema positions of the sections ``names``, ascending, repeats dropped.
+
+        ValueError naming the unknown names and the schema's sections; TypeError if
+        ``names`` is a single string (pass ``[name]``).
+
+        >>> s = RecordSchema((("genes", np.int32), ("types", np.uint8), ("flips", np.int32)))
+        >>> s.positions(["flips", "genes", "flips"]), s.positions([])
+        ((0, 2), ())
+        """
+        if isinstance(names, (str, bytes)):
+            raise TypeError(f"sections must be an iterable of section names, not the string {names!r}")
+        names = list(names)
+        pos = {n: i for i, (n, _) in enumerate(self.sections)}
+        unknown = [n for n in names if n not in pos]
+        if unknown:
+            raise ValueError(f"unknown section(s) {unknown}; the schema's sections are {list(self.names)}")
+        return tuple(sorted({pos[n] for n in names}))
+
     def to_dict(self) -> dict[str, Any]:
         """The stored schema object: ``{"format", "version", "sections": [[name, dtype_str], ...]}``."""
         return {"format": FORMAT, "version": FORMAT_VERSION, "sections": [[n, d.str] for n, d in self.sections]}
@@ -357,17 +376,31 @@ def decode_record(schema: RecordSchema, buf: bytes | memoryview, *, sample_id: i
 
 
 def decode_batch(schema: RecordSchema, bufs: Sequence[bytes | memoryview], *,
-                 sample_ids: Sequence[int] | np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                 sample_ids: Sequence[int] | np.ndarray | None = None,
+                 sections: Iterable[str] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Decode m records into CSR columns: section name -> (indptr int64 [m+1], values).
 
     The arrays are copies (safe to keep after an LMDB transaction ends). StoreError
     naming the sample (``sample_ids[i]``, else the batch position) on a bad record.
 
-    >>> s = RecordSchema((("genes", np.int32),))
-    >>> p, v = decode_batch(s, encode_records(s, {"genes": (np.array([0, 1, 3]), np.array([4, 5, 6]))}))["genes"]
+    ``sections`` (names of the schema's sections; ValueError on others): decode only
+    those, in schema order, each entry equal to the full decode's. Only each record's
+    header and those sections' elements are read (sliced and joined, one Python step per
+    record and section: no copy of the whole values); ``bufs`` must then index by byte
+    (``bytes``, ``bytearray``, LMDB's ``buffers=True`` memoryviews). Every record is
+    still checked (magic, version, section count, length against its header).
+
+    >>> s = RecordSchema((("genes", np.int32), ("types", np.uint8)))
+    >>> bufs = encode_records(s, {"genes": (np.array([0, 1, 3]), np.array([4, 5, 6])),
+    ...                           "types": (np.array([0, 0, 1]), np.array([2]))})
+    >>> p, v = decode_batch(s, bufs)["genes"]
     >>> p.tolist(), v.tolist()
     ([0, 1, 3], [4, 5, 6])
+    >>> {k: (p.tolist(), v.tolist()) for k, (p, v) in decode_batch(s, bufs, sections=["types"]).items()}
+    {'types': ([0, 0, 1], [2])}
     """
+    if sections is not None:
+        return _decode_sections(schema, bufs, schema.positions(sections), sample_ids)
     m = len(bufs)
     n = len(schema.sections)
     H = header_size(n)
@@ -407,4 +440,53 @@ def decode_batch(schema: RecordSchema, bufs: Sequence[bytes | memoryview], *,
         values = np.empty(nnz, dtype=dt)
         _ragged_copy(values, indptr[:-1], np.frombuffer(joined, dtype=dt), (starts + sec_off[s]) // dt.itemsize, c)
         out[name] = (indptr, values)
+    return out
+
+
+def _decode_sections(schema: RecordSchema, bufs: Sequence[bytes | memoryview], wanted: tuple[int, ...],
+                     sample_ids: Sequence[int] | np.ndarray | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`decode_batch` of the sections at schema positions ``wanted``, reading only their bytes.
+
+    The headers (``H`` bytes each) are joined and parsed as one (m, H/4) uint32 array; then,
+    per wanted section, each record's elements (padding excluded) are sliced and joined
+    into one buffer, which is the section's CSR values as they are.
+    """
+    m = len(bufs)
+    secs = schema.sections
+    n = len(secs)
+    H = header_size(n)
+    if m == 0:
+        return {secs[s][0]: (np.zeros(1, np.int64), np.zeros(0, secs[s][1])) for s in wanted}
+
+    def bad(i: int) -> None:  # precise message from the scalar decoder
+        sid = int(sample_ids[i]) if sample_ids is not None else None
+        decode_record(schema, bufs[i], sample_id=sid)
+        raise StoreError(f"{_who(sid)}: bad record")  # not reached
+
+    lengths = np.fromiter(map(len, bufs), dtype=np.int64, count=m)
+    short = np.flatnonzero((lengths < H) | (lengths % 8 != 0))
+    if short.size:
+        bad(int(short[0]))
+    hdr = np.frombuffer(b"".join([b[:H] for b in bufs]), dtype="<u4").reshape(m, H // 4)
+    ok = (hdr[:, 0] == _MAGIC_U32) & (hdr[:, 1] == (RECORD_VERSION | (n << 16)))
+    counts = hdr[:, 2:2 + n].T.astype(np.int64)  # (n, m)
+    padded = _section_bytes(schema, counts)
+    ends = H + np.cumsum(padded, axis=0)  # (n, m): end of each padded section in its record
+    ok &= (ends[-1] if n else H) == lengths
+    if not ok.all():
+        bad(int(np.flatnonzero(~ok)[0]))
+    out = {}
+    for s in wanted:
+        name, dt = secs[s]
+        c = counts[s]
+        indptr = np.zeros(m + 1, dtype=np.int64)
+        np.cumsum(c, out=indptr[1:])
+        if indptr[-1] == 0:
+            out[name] = (indptr, np.zeros(0, dt))
+            continue
+        a = ends[s] - padded[s]
+        raw = bytearray().join([b[i:j] for b, i, j in zip(bufs, a.tolist(), (a + c * dt.itemsize).tolist(),
+                                                           strict=True)])
+        values = np.frombuffer(raw, dtype=dt)  # writable (a bytearray); copied only if misaligned
+        out[name] = (indptr, values if values.flags.aligned else values.copy())
     return out
