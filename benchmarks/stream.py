@@ -85,20 +85,40 @@ def _tensor_bytes(obj: Any) -> int:
     return 0
 
 
-def _rate(it: Any, seconds: float, size: Any, on_batch: Any = None) -> tuple[float, float, Any]:
-    """(steps/s, samples/s, first batch) of iterating ``it`` for ``seconds`` after one warm-up batch."""
-    first = next(it)  # warm-up: worker start, first chunk reads
+def _rate(iters: Any, seconds: float, size: Any, on_batch: Any = None) -> tuple[float, float, Any]:
+    """(steps/s, samples/s, first batch) in steady state: epoch after epoch (``iters`` yields one
+    iterator per epoch) until ``seconds`` of iteration, each epoch's first batch untimed (worker
+    start, first chunk reads: a real epoch is thousands of times longer than this benchmark's)."""
     n = samples = 0
-    t0 = time.perf_counter()
-    for b in it:
-        if on_batch is not None:
-            on_batch(b)
-        n += 1
-        samples += size(b)
-        if time.perf_counter() - t0 > seconds:
+    dt, first = 0.0, None
+    for it in iters:
+        b0 = next(it, None)
+        if b0 is None:
             break
-    dt = time.perf_counter() - t0
+        first = b0 if first is None else first
+        t0 = time.perf_counter()
+        for b in it:
+            if on_batch is not None:
+                on_batch(b)
+            n += 1
+            samples += size(b)
+            if dt + time.perf_counter() - t0 > seconds:
+                break
+        dt += time.perf_counter() - t0
+        del it
+        if dt > seconds:
+            break
     return n / dt, samples / dt, first
+
+
+def _epochs(loader: Any, ds: Any = None) -> Any:
+    """One fresh iterator of ``loader`` per epoch (``ds.set_epoch`` first when given)."""
+    epoch = 0
+    while True:
+        if ds is not None:
+            ds.set_epoch(epoch)
+        yield iter(loader)
+        epoch += 1
 
 
 def measure(build: Path, fmt: str, layout: str, batch_size: int, workers: int, seconds: float,
@@ -123,12 +143,14 @@ def measure(build: Path, fmt: str, layout: str, batch_size: int, workers: int, s
 
     loader = StreamLoader(ds, num_workers=workers, group=group, pin_memory=device != "cpu",
                           multiprocessing_context="fork" if workers else None)
-    it = iter(loader)
-    steps, samples, first = _rate(it, seconds, len, on_device if expand else None)
+    steps, samples, first = _rate(_epochs(loader, ds), seconds, len, on_device if expand else None)
     if device != "cpu":
         torch.cuda.synchronize()
-    del it
-    return {"steps_per_s": steps, "samples_per_s": samples, "step_bytes": _step_bytes(first)}
+    out = {"steps_per_s": steps, "samples_per_s": samples, "step_bytes": _step_bytes(first)}
+    if workers:  # what a worker hands over per step (transformer: without the rows, read in this process)
+        blk = next(ds.blocks(group, rows=False))
+        out["worker_step_bytes"] = _step_bytes(blk) / len(blk)
+    return out
 
 
 class _CpuExpanded:
@@ -198,9 +220,7 @@ def measure_cpu_expanded(build: Path, batch_size: int, workers: int, seconds: fl
     torch.multiprocessing.set_sharing_strategy("file_system")
     loader = DataLoader(_Iter(), batch_size=None, num_workers=workers,
                         multiprocessing_context="fork" if workers else None)
-    it = iter(loader)
-    steps, samples, first = _rate(it, seconds, lambda b: len(b["sample_ids"]))
-    del it
+    steps, samples, first = _rate(_epochs(loader), seconds, lambda b: len(b["sample_ids"]))
     return {"steps_per_s": steps, "samples_per_s": samples, "step_bytes": _tensor_bytes(first)}
 
 
@@ -335,9 +355,7 @@ def measure_peer(peer: str, data: Path, batch_size: int, workers: int, seconds: 
         streaming.base.util.clean_stale_shared_memory()
         ds = streaming.StreamingDataset(local=str(data), shuffle=True, shuffle_seed=0, batch_size=batch_size)
         loader = DataLoader(ds, batch_size=batch_size, num_workers=workers, collate_fn=collate, **ctx)
-    it = iter(loader)
-    steps, samples, first = _rate(it, seconds, lambda b: len(b["pert_ptr"]) - 1)
-    del it
+    steps, samples, first = _rate(_epochs(loader), seconds, lambda b: len(b["pert_ptr"]) - 1)
     return {"steps_per_s": steps, "samples_per_s": samples, "step_bytes": _tensor_bytes(first)}
 
 
@@ -385,7 +403,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, or cuda to move batches and expand them on the GPU")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[28, 64])
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    p.add_argument("--group", type=int, default=8, help="batches per worker hand-over (StreamLoader)")
+    p.add_argument("--group", type=int, default=32, help="batches per worker hand-over (StreamLoader)")
     p.add_argument("--formats", nargs="+", default=["index", "graph", "khop", "transformer"])
     p.add_argument("--peers", nargs="+", default=list(PEERS), help=f"peer loaders to compare: {PEERS} or none")
     p.add_argument("--baseline-samples", type=int, default=28)
@@ -483,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         recs += [Record(f"{name}.samples_per_s", round(r["samples_per_s"]), "samples/s"),
                  Record(f"{name}.steps_per_s", round(r["steps_per_s"], 1), "steps/s"),
                  Record(f"{name}.step_bytes", r["step_bytes"], "bytes")]
+        if "worker_step_bytes" in r:
+            recs.append(Record(f"{name}.worker_step_bytes", round(r["worker_step_bytes"]), "bytes"))
     for (peer, bs, w), r in peers.items():
         label = {"litdata": "peer: LitData (optimize + StreamingDataset)",
                  "mosaic": "peer: MosaicML Streaming (MDS)"}[peer]
@@ -525,6 +545,12 @@ def main(argv: list[str] | None = None) -> int:
         best_graph = max(graph_rates)
         table += (f"\nfull-graph batches vs the in-run HeteroData baseline: {best_graph / base['full']:,.0f}x "
                   f"(target >= {TARGET_RATIO}x: {_verdict(best_graph / base['full'] >= TARGET_RATIO)})")
+    handed = {k[2]: r["worker_step_bytes"] for k, r in res.items()
+              if k[0] == "transformer" and "worker_step_bytes" in r}
+    if handed:
+        table += ("\ntransformer through workers: a worker hands over "
+                  + ", ".join(f"{v / 1024:,.1f} KB/step at batch {b}" for b, v in sorted(handed.items()))
+                  + "; the rows (KB/step column) are read in the trainer's process (StreamLoader)")
     table += f"\npeak RSS of this process {peak:,.0f} MiB; device {args.device}; {args.group} batches per hand-over"
     print(table)
     recs += [Record("stream.baseline.full_graph.samples_per_s", round(base["full"], 2), "samples/s"),

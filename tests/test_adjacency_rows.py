@@ -218,3 +218,73 @@ def test_bad_arguments():
         sample(csr, valid, n_negatives=-2)
     with pytest.raises(ValueError, match="valid"):
         sample(csr, valid[:-1])
+
+
+# --- the stored form of the negatives ----------------------------------------------------
+
+@pytest.mark.parametrize("bits", range(8, 17))
+@pytest.mark.parametrize("m", [0, 1, 5, 8, 13, 64])
+def test_negative_packing_round_trips(bits, m):
+    """NegativePacking.pack/unpack over leading axes [2, 3] of steps of R = 4 rows: the largest
+    value that fits, pads among the values and the M' - M padding slots come back exactly."""
+    from pipeline.precompute.adjacency import NegativePacking, neg_bits
+
+    rng = np.random.default_rng(bits * 100 + m)
+    top = (1 << bits) - 2  # the largest gene id of `bits` bits (value gene + 1 = 2**bits - 1)
+    p = NegativePacking.for_genes(top + 1, m)
+    assert p.bits == bits == neg_bits(top + 1) and p.padded == -(-m // 8) * 8 and p.padded % 8 == 0
+    neg = rng.integers(-1, top + 1, size=(2, 3, 4, m)).astype(np.int32)
+    if m:
+        neg[0, 0, 0, 0], neg[1, 2, 3, -1] = top, -1
+    packed = p.pack(neg)
+    assert packed.dtype == np.uint8 and packed.shape == (2, 3, p.step_bytes(4))
+    assert p.step_bytes(4) == 4 * p.padded * bits // 8 == 4 * (p.lo_row_bytes + p.hi_row_bytes)
+    back = p.unpack(packed, rows=4)
+    assert back.dtype == np.int32 and back.shape == neg.shape and np.array_equal(back, neg)
+    for i, j in np.ndindex(2, 3):  # vectorised = step by step
+        assert np.array_equal(p.pack(neg[i, j]), packed[i, j])
+        assert np.array_equal(p.unpack(packed[i, j], rows=4), neg[i, j])
+
+
+def test_negative_packing_layout_is_what_the_stream_ships():
+    """A stored step is lo (R*M' low bytes, row-major) then hi: the stream's torch decoder reads the
+    two parts as they are, and the pads are stored as value 0."""
+    import torch
+
+    from pipeline.precompute.adjacency import NegativePacking, pack_negatives, unpack_negatives_np
+    from pipeline.stream.batches import unpack_negatives
+
+    p = NegativePacking.for_genes(6607, 5)
+    assert p.to_dict() == {"bits": 13, "n_negatives": 5, "padded": 8}
+    assert NegativePacking.from_dict(p.to_dict()) == p
+    neg = np.array([[0, 1, 299, 6605, 6606], [7, -1, -1, -1, -1], [-1] * 5])
+    packed = p.pack(neg)
+    full = np.concatenate([neg, np.full((3, 3), -1)], axis=1).reshape(-1)  # M' = 8: three pad slots a row
+    lo, hi = pack_negatives(full, 13)
+    assert packed.tolist() == lo.tolist() + hi.tolist() and len(lo) == 24 and len(hi) == 15
+    assert lo[:8].tolist() == [1, 2, 44, 206, 207, 0, 0, 0] and (lo[13:] == 0).all()
+    assert np.array_equal(unpack_negatives_np(lo, hi, 13), full)
+    split = 3 * p.lo_row_bytes
+    got = unpack_negatives(torch.from_numpy(packed[:split]), torch.from_numpy(packed[split:]), 13)
+    assert got.view(3, 8)[:, :5].tolist() == neg.tolist()
+
+
+def test_negative_packing_refuses_what_does_not_fit():
+    from pipeline.precompute.adjacency import NegativePacking, pack_negatives
+
+    p = NegativePacking.for_genes(300, 8)  # 9 bits: genes 0..510
+    p.pack(np.full((2, 8), 510))
+    with pytest.raises(ValueError, match="do not fit in 9 bits"):
+        p.pack(np.full((2, 8), 511))
+    with pytest.raises(ValueError, match="do not fit"):
+        p.pack(np.full((2, 8), -2))
+    with pytest.raises(ValueError, match="expected"):
+        p.pack(np.zeros((2, 7), int))
+    with pytest.raises(ValueError, match="expected"):
+        p.unpack(np.zeros(3 * 9, np.uint8), rows=2)
+    with pytest.raises(ValueError, match="groups of 8"):
+        pack_negatives(np.zeros(12, int), 9)
+    with pytest.raises(ValueError, match="padded"):
+        NegativePacking(13, 5, 5)
+    with pytest.raises(ValueError, match="8..16"):
+        NegativePacking(17, 8, 8)

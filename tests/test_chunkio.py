@@ -339,3 +339,29 @@ def test_damaged_cached_copy_names_the_remote_file(tmp_path):
     _flip_last_index_byte(store.cache.entry("s3://bucket/p.zarr/a/c/0", store.files["a/c/0"]))
     with pytest.raises(StoreError, match=r"^s3://bucket/p\.zarr/a/c/0 \(cached copy .*crc32c"):
         DirectArray.of(group["a"]).read()
+
+
+@pytest.mark.parametrize("c", [CONFIGS[4], CONFIGS[5], CONFIGS[0]], ids=["plain", "plain-sharded", "compressed"])
+def test_mapped_chunks_are_the_stored_chunks_without_a_copy(c, tmp_path):
+    """``mapped`` views an uncompressed chunk in its file; a write to the view changes neither the file nor
+    what the next call returns; compressed and never-written chunks map to None."""
+    rng = np.random.default_rng(1)
+    arr = _create(tmp_path / "a", c)
+    data = _data(c, rng)
+    arr[...] = data
+    d = DirectArray.of(arr)
+    before = {p: p.read_bytes() for p in _files(tmp_path / "a")}
+    cells = list(np.ndindex(*[-(-n // i) for n, i in zip(c.shape, d.chunks, strict=True)]))
+    seen = 0
+    for cell in cells * 2:
+        view = d.mapped(*cell)
+        box = tuple(slice(i * n, min((i + 1) * n, s)) for i, n, s in zip(cell, d.chunks, c.shape, strict=True))
+        if c.compressor is not None or (data[box] == c.fill).all():
+            assert view is None or c.compressor is None, cell  # compressed: never mapped
+            continue
+        assert view is not None and view.shape == d.chunks, cell
+        np.testing.assert_array_equal(view[tuple(slice(0, b.stop - b.start) for b in box)], data[box])
+        view[...] = 0  # copy-on-write: the file keeps its bytes
+        seen += 1
+    assert (seen > 0) == (c.compressor is None)
+    assert {p: p.read_bytes() for p in _files(tmp_path / "a")} == before

@@ -227,6 +227,85 @@ def test_adjacency_rows_stored(built):
         assert not np.array_equal(r0, r1)  # epochs differ
 
 
+def test_adjacency_negatives_stored_packed(built):
+    """adjacency/<t>/negatives holds NegativePacking.pack of the sampler's negatives, uint8 [E, S, P],
+    uncompressed, sharded with a crc32c index; adjacency() unpacks exactly the sampler's output, and
+    the epoch markers are the checksums of the stored (packed) bytes."""
+    from pipeline.precompute.adjacency import NegativePacking, sample_adjacency_rows
+
+    res, _ = built
+    graph = open_graph(res.graph)
+    s = open_precomputed(res.precomputed)
+    a = s.manifest["parameters"]["adjacency"]
+    packing = s.adjacency_packing
+    assert packing == NegativePacking.for_genes(graph.n_genes, 8) and packing.bits == 13
+    z = zarr.open_group(str(res.precomputed), mode="r")
+    assert z["adjacency"].attrs["negative_packing"] == {"bits": 13, "n_negatives": 8, "padded": 8}
+    markers = {(m["edge_type"], m["epoch"]): m["crc32"] for m in s.manifest["adjacency"]}
+    for t in graph.edge_types:
+        arr = z[f"adjacency/{t}/negatives"]
+        p = packing.step_bytes(16)
+        assert arr.dtype == np.uint8 and arr.shape == (2, 12, p) and p == 16 * 8 * 13 // 8
+        (shard,) = arr.metadata.codecs
+        assert [c.to_dict()["name"] for c in shard.codecs] == ["bytes"]  # no compressor
+        assert "crc32c" in [c.to_dict()["name"] for c in shard.index_codecs]
+        csr = graph.csr(t)
+        for e in range(2):
+            want = sample_adjacency_rows(csr.indptr, csr.indices, ~graph.added, n_rows=16, n_negatives=8,
+                                         steps=range(12), seed=a["seed"], graph=t, epoch=e, mode=a["sampling"])
+            assert (want.negatives >= 0).any()
+            assert np.array_equal(arr[e], packing.pack(want.negatives))
+            rows, packed = s.adjacency_packed(t, e)
+            assert np.array_equal(rows, want.rows) and np.array_equal(packed, arr[e])
+            rows, negs = s.adjacency(t, e)
+            assert negs.dtype == np.int32 and np.array_equal(rows, want.rows) and np.array_equal(negs, want.negatives)
+            r5, n5 = s.adjacency(t, e, 5)
+            assert np.array_equal(r5, want.rows[5]) and np.array_equal(n5, want.negatives[5])
+            assert s.epoch_digest(t, e, 12) == markers[(t, e)]
+
+
+@pytest.mark.parametrize("negatives", [0, 5])
+def test_compute_adjacency_pads_and_no_negatives(built, tmp_path, negatives):
+    """M not a multiple of 8 (pads to M' = 8) and M = 0 (nothing stored): the task writes what
+    adjacency() reads back as the sampler's output, and its checksum is the one verify recomputes."""
+    from pipeline.precompute.adjacency import NegativePacking, sample_adjacency_rows
+    from pipeline.precompute.store import StagingStore
+    from pipeline.precompute.tasks import AdjacencyEpochDone, compute_adjacency, verify_adjacency
+
+    res, _ = built
+    graph = open_graph(res.graph)
+    t = graph.edge_types[0]
+    a = {"graphs": [t], "epochs": 1, "steps": 7, "rows": 16, "negatives": negatives, "sampling": "uniform",
+         "seed": 3}
+    st = StagingStore.create(tmp_path / "s.zarr", "key")
+    st.create_adjacency((~graph.added).astype(np.uint8), [t], 1, 7, 16, negatives)
+    packing = st.adjacency_packing
+    assert packing == NegativePacking.for_genes(graph.n_genes, negatives)
+    assert packing.step_bytes(16) == (16 * 8 * 13 // 8 if negatives else 0)
+    done = compute_adjacency(str(st.path), str(res.graph), t, 0, {"adjacency": a})
+    csr = graph.csr(t)
+    want = sample_adjacency_rows(csr.indptr, csr.indices, ~graph.added, n_rows=16, n_negatives=negatives,
+                                 steps=range(7), seed=3, graph=t, epoch=0)
+    rows, negs = StagingStore.open(st.path).adjacency(t, 0)
+    assert negs.shape == (7, 16, negatives) and np.array_equal(negs, want.negatives)
+    assert np.array_equal(rows, want.rows)
+    assert verify_adjacency(str(st.path), done, {"adjacency": a}) == []
+    bad = AdjacencyEpochDone(t, 0, "00000000")
+    assert verify_adjacency(str(st.path), bad, {"adjacency": a}) == [
+        f"adjacency/{t} epoch 0: differs from its checksum"]
+
+
+def test_store_of_format_version_2_is_refused(built, tmp_path):
+    import shutil
+
+    res, _ = built
+    copy = tmp_path / "precomputed.zarr"
+    shutil.copytree(res.precomputed, copy)
+    zarr.open_group(str(copy), mode="r+").attrs["format_version"] = 2
+    with pytest.raises(StoreError, match=r"format version 2, this code reads 3; recompute it"):
+        open_precomputed(copy)
+
+
 def test_lmdb_records_equal_zarr(built):
     from pipeline.precompute.records import open_records
 
@@ -275,6 +354,28 @@ def test_verify_command_and_detects_corruption(built, tmp_path, capsys):
     problems = verify(copy, samples=0, graph_path=res.graph)
     assert any("node_mask/dense" in p and "samples 0..255" in p for p in problems)
     assert verify_main([str(copy), "--samples", "0", "--graph", str(res.graph)]) == 1
+
+
+def test_verify_detects_damaged_packed_negatives_and_a_wrong_packing(built, tmp_path):
+    """The packed negatives are stored uncompressed: a flipped byte still decodes, and it is the
+    epoch checksum that names it; packing attributes that disagree with the gene count are named."""
+    import shutil
+
+    res, _ = built
+    t = open_graph(res.graph).edge_types[0]
+    copy = tmp_path / "copy" / "precomputed.zarr"
+    shutil.copytree(res.precomputed, copy)
+    shard = copy / "adjacency" / t / "negatives" / "c" / "1" / "0" / "0"  # epoch 1's shard
+    data = bytearray(shard.read_bytes())
+    data[7] ^= 0x10  # a byte of the packed data (the crc32c-checked index is at the end)
+    shard.write_bytes(bytes(data))
+    problems = verify(copy, samples=0, graph_path=res.graph)
+    assert f"adjacency/{t} epoch 1: differs from its checksum" in problems, problems
+    assert f"adjacency/{t} epoch 0: differs from its checksum" not in problems
+    zarr.open_group(str(copy / "adjacency"), mode="r+").attrs["negative_packing"] = {
+        "bits": 14, "n_negatives": 8, "padded": 8}
+    problems = verify(copy, samples=0, graph_path=res.graph)
+    assert any(p.startswith("adjacency: negatives packed as NegativePacking(bits=14") for p in problems), problems
 
 
 def test_other_graph_is_refused(built, tmp_path):
@@ -339,6 +440,38 @@ def test_earlier_runs_chunks_are_reverified_and_readback_is_checked(built, tmp_p
     with pytest.raises(StoreError, match="read back differently"):
         pc.compute_sample_chunk(str(staging), str(r.graph), plan.key, 1, plan.parameters, plan.n_samples)
     assert not (staging / "progress" / "samples-000001.json").exists()
+
+
+def test_earlier_runs_damaged_adjacency_epochs_are_recomputed(built, tmp_path, caplog):
+    """Packed negatives left by an interrupted run are re-verified: a flipped data byte (which
+    still decodes: no codec) fails the epoch checksum, a truncated shard (its crc32c index
+    broken) does not decode; both epochs lose their shards and are computed again, equal to
+    an uninterrupted build."""
+    from pipeline.precompute import stages as pc
+
+    res, tmp = built
+    cfg = BuildConfig.create(graphs=GRAPHS, out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
+                             added_genes=_added(tmp), precompute=None)
+    with default_layout(tmp):
+        r = run_build(cfg)
+    plan = pc.plan_precompute(PrecomputeConfig(**PRE), r.graph, r.dataset)
+    staging = pc.prepare_precompute(plan)
+    t0, t1 = open_graph(r.graph).edge_types[:2]
+    for t in (t0, t1):
+        pc.compute_adjacency(str(staging), str(r.graph), t, 0, plan.parameters)
+    flipped = staging / "adjacency" / t0 / "negatives" / "c" / "0" / "0" / "0"
+    data = bytearray(flipped.read_bytes())
+    data[3] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    cut = staging / "adjacency" / t1 / "negatives" / "c" / "0" / "0" / "0"
+    cut.write_bytes(cut.read_bytes()[:-9])
+    with caplog.at_level(logging.WARNING, logger="pipeline.precompute.stages"):
+        out = pc.run_precompute_tasks(plan, staging)
+    assert f"adjacency/{t0} epoch 0: differs from its checksum" in caplog.text
+    assert f"adjacency/{t1} epoch 0: does not decode" in caplog.text
+    assert out.recomputed_tasks == 2
+    want = open_precomputed(res.precomputed).manifest["adjacency"]
+    assert [a.to_dict() for a in out.adjacency] == want
 
 
 @pytest.mark.slow

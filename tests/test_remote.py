@@ -107,6 +107,8 @@ def _tensors(obj: object, prefix: str = "") -> dict[str, object]:
             for k, sub in v.items():
                 out.update(_tensors(sub, f"{prefix}{f.name}.{k}.") if dataclasses.is_dataclass(sub)
                            else {f"{prefix}{f.name}.{k}": sub})
+        elif dataclasses.is_dataclass(v):  # e.g. a transformer batch's StepRows
+            out.update(_tensors(v, f"{prefix}{f.name}."))
         else:
             out[f"{prefix}{f.name}"] = v
     return out

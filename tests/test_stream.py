@@ -145,19 +145,20 @@ def test_transformer_rows_expand_to_exactly_expand_rows(build, weighted, layout)
     """Every graph of every step: the compact rows expanded from the static CSR equal expand_rows."""
     from pipeline.graph.store import open_graph
     from pipeline.precompute.adjacency import expand_rows
+    from pipeline.precompute.store import open_precomputed
 
     ds = PerturbationStream(build, fmt="transformer", batch_size=32, weighted_targets=weighted, layout=layout)
     static = ds.static()
     g = open_graph(build / "graph.zarr")
     assert g.added.any(), "the fixture has an added gene"
-    z = zarr.open_group(str(build / "precomputed.zarr"), mode="r")
+    pre = open_precomputed(build / "precomputed.zarr")
     batches = list(ds)[:10]
     assert {b.step % 8 for b in batches} == set(range(8))  # every stored step
     for b in batches:
         assert set(b.rows) == set(ds.adjacency_graphs) and b.rows
         for t, adj in b.adjacency(static).items():
             s = b.step % 8
-            rows, negs = z[f"adjacency/{t}/rows"][0, s], z[f"adjacency/{t}/negatives"][0, s]
+            rows, negs = pre.adjacency(t, 0, s)  # the stored packed negatives, unpacked
             csr = g.csr(t)
             ptr, cols, target, pos = expand_rows(csr.indptr, csr.indices, csr.weights, rows, negs, weighted=weighted)
             assert adj.rows.tolist() == rows.tolist() and adj.row_ptr.tolist() == ptr.tolist(), t
@@ -412,3 +413,51 @@ def test_reference_gnn_trains_with_expanded_masks(build):
         ei = {**static.edge_index, t: static.edge_index[t][:, keep]}
         b = model(static.gene_x, ei, node_mask[r:r + 1], {**one, t: one[t][:, keep]}, ptr, genes)
     assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["index", "graph", "khop", "transformer"])
+def test_batches_equal_the_store_read_sample_by_sample(build, fmt):
+    """Blocks gathered at once and cut into batches by views: every batch equals what the store holds
+    for its samples, read independently of the stream (whole arrays, sample by sample)."""
+    from pipeline.precompute.store import open_precomputed
+
+    ds = PerturbationStream(build, fmt=fmt, batch_size=24, seed=3)
+    z = open_precomputed(build / "precomputed.zarr")
+    ptr, genes, types = z.perturbations()
+    fptr, fgenes = z.node_mask_flips()
+    bits = z.khop_bits(1, "per_type")
+    batches = list(ds)
+    assert len(batches) > 16  # more than one block
+    for b in batches:
+        ids = b.sample_ids.numpy()
+        want = [genes[ptr[i]:ptr[i + 1]] for i in ids]
+        assert b.pert_ptr.tolist() == np.concatenate([[0], np.cumsum([len(w) for w in want])]).tolist()
+        assert b.pert_genes.tolist() == np.concatenate(want).tolist() and b.pert_genes.dtype == torch.int64
+        assert b.pert_types.tolist() == np.concatenate([types[ptr[i]:ptr[i + 1]] for i in ids]).tolist()
+        assert np.array_equal(b.y.numpy(), ds.y[ids]) and np.array_equal(b.y_mask.numpy(), ds.y_mask[ids])
+        if fmt == "graph":
+            assert b.flip_genes.tolist() == np.concatenate([fgenes[fptr[i]:fptr[i + 1]] for i in ids]).tolist()
+            assert b.flip_ptr[-1] == len(b.flip_genes) and b.flip_ptr[0] == 0
+        if fmt == "khop":
+            assert np.array_equal(b.bits.numpy(), bits[ids])
+        if fmt == "transformer":
+            assert list(b.rows) == ds.adjacency_graphs
+            for t in ds.adjacency_graphs:
+                rows, negs = z.adjacency(t, 0, b.step % 8)
+                assert b.rows[t].rows.tolist() == rows.tolist() and b.rows[t].negatives().tolist() == negs.tolist()
+
+
+def test_stream_loader_reads_transformer_rows_in_the_main_process(build):
+    """Workers hand over blocks without the rows; the main process attaches them: the same batches."""
+    from pipeline.stream import StreamLoader
+    from pipeline.stream.batches import shipped_bytes
+
+    ds = PerturbationStream(build, fmt="transformer", batch_size=16)
+    want = list(ds)
+    got = list(StreamLoader(ds, num_workers=2, group=3, multiprocessing_context="fork"))
+    assert [b.step for b in got] == [b.step for b in want] and _ids(got) == _ids(want)
+    for x, y in zip(got, want, strict=True):
+        assert torch.equal(x.rows.rows, y.rows.rows) and list(x.rows) == list(y.rows)
+        assert all(torch.equal(x.rows.packed[t], y.rows.packed[t]) for t in y.rows)
+    blk = next(ds.blocks(3, rows=False))
+    assert blk.step_rows is None and shipped_bytes(blk) < shipped_bytes(ds.attach_rows(blk))

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import mmap
 import operator
 import os
 import sys
@@ -282,6 +283,7 @@ class DirectArray:
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[str, tuple[int, ...]], np.ndarray] = OrderedDict()
         self._held = 0
+        self._kept = _Files(source) if source is not None else None  # the files :meth:`mapped` keeps open
 
     @classmethod
     def of(cls, arr: zarr.Array, cache_bytes: int = 32 << 20) -> DirectArray:
@@ -308,6 +310,11 @@ class DirectArray:
         return np.dtype(self._arr.dtype)
 
     @property
+    def chunks(self) -> tuple[int, ...]:
+        """The shape of one (inner, when sharded) chunk: the unit reads decode."""
+        return tuple(self._layout.inner) if self._layout is not None else tuple(self._arr.chunks)
+
+    @property
     def direct(self) -> bool:
         """Whether reads go to the chunk files here (False: through zarr)."""
         return self._layout is not None and self._source is not None
@@ -325,6 +332,26 @@ class DirectArray:
                 for cell in self._cells(box):
                     self._read_cell(files, cell, box, out)
         return out.reshape([n for n, k in zip(out.shape, keep, strict=True) if k])
+
+    def mapped(self, *cell: int) -> np.ndarray | None:
+        """The (inner) chunk ``cell`` of an uncompressed array mapped from its file, without a copy: a
+        writable view of the chunk's full shape in a private copy-on-write mapping made for this call
+        (a write to it changes neither the file nor what another call returns), or None where there is
+        nothing to map (compressed or zarr-read arrays, a chunk never written: :meth:`read` those).
+        The files stay open for the object's life (one descriptor each)."""
+        lay, source = self._layout, self._source
+        if lay is None or source is None or lay.compressor or len(cell) != len(lay.inner):
+            return None
+        cell = tuple(int(c) for c in cell)
+        where = self._locate(self._kept, cell)
+        if where is None:
+            return None
+        f, offset, nbytes = where
+        if nbytes != lay.cell_bytes:
+            raise self._damage(f, f"chunk {cell} holds {nbytes} bytes, expected {lay.cell_bytes}: truncated")
+        start = offset - offset % mmap.ALLOCATIONGRANULARITY
+        mm = mmap.mmap(f.fh.fileno(), offset + nbytes - start, access=mmap.ACCESS_COPY, offset=start)
+        return np.frombuffer(mm, lay.dtype, math.prod(lay.inner), offset - start).reshape(lay.inner)
 
     def _cells(self, box: list[tuple[int, int]]) -> Iterator[tuple[int, ...]]:
         """The (inner) chunk-grid cells that intersect ``box``, in C order."""

@@ -30,6 +30,11 @@ Contract:
   n_negatives, mode) only: ``steps=range(0, 1000)`` gives the same bytes as the
   concatenation of ``range(0, 250)``, ``range(250, 1000)``, and steps are processed in
   blocks of :data:`BLOCK_STEPS` (memory is bounded; the block size never changes a result).
+- **Stored form of the negatives** (:class:`NegativePacking`, :func:`pack_negatives`): each value
+  ``gene + 1`` (0 = a ``-1`` pad) in ``neg_bits(n_genes)`` bits, a step's ``R x M`` negatives
+  padded to ``M' = ceil(M/8)*8`` per row and stored as ``R*M'*bits/8`` bytes: every low byte,
+  then the high bits of each group of 8 values. Packed once here, at precompute time, the
+  stored bytes are what the stream ships to the trainer.
 
 A path 0 - 1 - 2 and an added gene 3 (no edges, never sampled):
 
@@ -53,13 +58,15 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from pipeline.core.ragged import indptr_from_lengths, owner, segment_sum, take_csr
 from pipeline.core.splitmix import splitmix64, splitmix64_
 
-__all__ = ["MODES", "AdjacencyRows", "eligible_rows", "expand_rows", "sample_adjacency_rows"]
+__all__ = ["MODES", "AdjacencyRows", "NegativePacking", "eligible_rows", "expand_rows", "neg_bits", "pack_negatives",
+           "sample_adjacency_rows", "unpack_negatives_np"]
 
 #: Row-sampling modes of :func:`sample_adjacency_rows`.
 MODES = ("uniform", "degree")
@@ -380,3 +387,174 @@ def expand_rows(indptr: np.ndarray, indices: np.ndarray, weights: np.ndarray, ro
     ndest = (row_ptr[:-1] + deg)[:, None] + k
     cols[ndest[neg_ok]] = neg[neg_ok]
     return row_ptr, cols, target, positive
+
+
+# --- the stored form of the negatives ----------------------------------------------------
+
+#: Most bits per packed value: the high bits of a group of 8 values fill one 64-bit word.
+MAX_BITS = 16
+
+
+def neg_bits(n_genes: int) -> int:
+    """Bits per packed negative: values ``gene + 1`` in 0..n_genes (0 = the -1 pad).
+
+    >>> neg_bits(6607), neg_bits(255), neg_bits(256)
+    (13, 8, 9)
+
+    At most 16 bits (the high bits of 8 values fill one 64-bit word): ValueError from 65,536 genes on.
+    """
+    bits = max(8, int(n_genes).bit_length())
+    if bits > MAX_BITS:
+        raise ValueError(f"{n_genes} genes: compact adjacency rows pack gene ids in at most {MAX_BITS} bits")
+    return bits
+
+
+def _check_bits(bits: int) -> int:
+    if not 8 <= bits <= MAX_BITS:
+        raise ValueError(f"bits must be in 8..{MAX_BITS}, got {bits}")
+    return bits
+
+
+def _groups(k: int) -> int:
+    if k % 8:
+        raise ValueError(f"packed negatives come in groups of 8 values; the last axis has {k}")
+    return k // 8
+
+
+def pack_negatives(neg: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Negatives [..., K] (int, -1 pads) -> (low bytes uint8 [..., K], high bits uint8 [..., K // 8 * (bits-8)]).
+
+    ``v = gene + 1``; the low byte of each value, then the ``bits - 8`` high bits of each group of 8
+    values packed little-endian into ``bits - 8`` bytes (value ``j`` of a group at bit ``j * (bits-8)``
+    of the group's word). ``K`` must be a multiple of 8 (pad with -1). Vectorised over every leading
+    axis. Values must fit: ``-1 <= gene < 2**bits - 1`` (not checked here; :meth:`NegativePacking.pack`
+    checks).
+
+    >>> lo, hi = pack_negatives(np.array([[-1, 0, 299, 6606, 5, 6, 7, 8]]), 13)
+    >>> lo.tolist(), hi.tolist()
+    ([[0, 1, 44, 207, 6, 7, 8, 9]], [[0, 132, 12, 0, 0]])
+    """
+    v = np.asarray(neg).astype(np.int32) + 1
+    lead, k = v.shape[:-1], v.shape[-1]
+    n_groups, h = _groups(k), _check_bits(bits) - 8
+    lo = v.astype(np.uint8)  # the low byte (astype truncates)
+    if h == 0:
+        return lo, np.zeros((*lead, 0), np.uint8)
+    g = (v >> 8).astype(np.uint32).reshape(*lead, n_groups, 8)
+    # one 64-bit word per group of 8 values, built as two 32-bit halves of 4 values (4 * h <= 32 bits):
+    # whole-array shifts, not a loop over values, and no 8-byte temporary per value
+    half = [g[..., q] | (g[..., q + 1] << h) | (g[..., q + 2] << 2 * h) | (g[..., q + 3] << 3 * h) for q in (0, 4)]
+    word = half[0].astype(np.uint64) | (half[1].astype(np.uint64) << np.uint64(4 * h))
+    hi = word[..., None].astype("<u8", copy=False).view(np.uint8)[..., :h]  # little-endian: the low h bytes
+    return lo, hi.reshape(*lead, n_groups * h)
+
+
+def unpack_negatives_np(lo: np.ndarray, hi: np.ndarray, bits: int) -> np.ndarray:
+    """The inverse of :func:`pack_negatives`: int32 genes [..., K], -1 pads; vectorised over leading axes.
+
+    >>> v = np.array([[-1, 0, 299, 6606, 5, 6, 7, 8], [8191 - 2] * 8])
+    >>> unpack_negatives_np(*pack_negatives(v, 13), 13).tolist() == v.tolist()
+    True
+    """
+    lo = np.asarray(lo, dtype=np.uint8)
+    lead, k = lo.shape[:-1], lo.shape[-1]
+    n_groups, h = _groups(k), _check_bits(bits) - 8
+    out = lo.astype(np.int32)
+    if h:
+        hi = np.asarray(hi, dtype=np.uint8)
+        if hi.shape != (*lead, n_groups * h):
+            raise ValueError(f"high bits of shape {hi.shape}, expected {(*lead, n_groups * h)} for {k} values")
+        raw = np.zeros((*lead, n_groups, 8), np.uint8)
+        raw[..., :h] = hi.reshape(*lead, n_groups, h)
+        word = raw.view("<u8")[..., 0]  # [..., n_groups]
+        mask = np.uint64((1 << h) - 1)
+        for j in range(8):
+            out[..., j::8] |= ((word >> np.uint64(h * j)) & mask).astype(np.int32) << 8
+    out -= 1
+    return out
+
+
+@dataclass(frozen=True)
+class NegativePacking:
+    """How one store packs its negatives: ``adjacency/<t>/negatives`` holds ``P`` bytes per step.
+
+    ``bits``: bits per value (:func:`neg_bits` of the gene count); ``n_negatives``: ``M`` per row;
+    ``padded``: ``M' = ceil(M/8)*8`` (the slots past ``M`` are ``-1`` pads, stored as 0). For a step
+    of ``R`` rows the ``P = R*M'*bits/8`` bytes are ``lo`` (``R*M'`` bytes: the low byte of
+    ``gene + 1`` of each value, row-major) followed by ``hi`` (``R*M'/8*(bits-8)`` bytes: the high
+    bits of each group of 8 consecutive values, as :func:`pack_negatives` of the step's flattened
+    ``[R*M']`` values).
+
+    >>> p = NegativePacking.for_genes(6607, 6)
+    >>> p, p.lo_row_bytes, p.hi_row_bytes, p.step_bytes(rows=2)
+    (NegativePacking(bits=13, n_negatives=6, padded=8), 8, 5, 26)
+    >>> neg = np.array([[0, 5, 6606, -1, -1, -1], [-1] * 6])
+    >>> packed = p.pack(neg)
+    >>> packed.shape, packed[:16].tolist()
+    ((26,), [1, 6, 207, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    >>> p.unpack(packed, rows=2).tolist() == neg.tolist()
+    True
+    >>> NegativePacking.from_dict(p.to_dict()) == p
+    True
+    """
+
+    bits: int
+    n_negatives: int
+    padded: int
+
+    def __post_init__(self) -> None:
+        _check_bits(self.bits)
+        if self.n_negatives < 0 or self.padded != -(-self.n_negatives // 8) * 8:
+            raise ValueError(f"padded must be ceil(n_negatives / 8) * 8, got {self.n_negatives} and {self.padded}")
+
+    @classmethod
+    def for_genes(cls, n_genes: int, n_negatives: int) -> NegativePacking:
+        """The packing of ``n_negatives`` negatives a row among ``n_genes`` genes."""
+        return cls(neg_bits(n_genes), int(n_negatives), -(-int(n_negatives) // 8) * 8)
+
+    @property
+    def lo_row_bytes(self) -> int:
+        """Bytes of ``lo`` per row: one per value, pads included (``M'``)."""
+        return self.padded
+
+    @property
+    def hi_row_bytes(self) -> int:
+        """Bytes of ``hi`` per row: ``bits - 8`` per group of 8 values."""
+        return self.padded // 8 * (self.bits - 8)
+
+    def step_bytes(self, rows: int) -> int:
+        """``P``: the stored bytes of one step of ``rows`` rows."""
+        return rows * (self.lo_row_bytes + self.hi_row_bytes)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"bits": self.bits, "n_negatives": self.n_negatives, "padded": self.padded}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NegativePacking:
+        return cls(int(d["bits"]), int(d["n_negatives"]), int(d["padded"]))
+
+    def pack(self, neg: np.ndarray) -> np.ndarray:
+        """int negatives ``[..., R, M]`` (-1 pads) -> uint8 ``[..., P]``, vectorised over the leading axes.
+
+        ValueError for another ``M`` or a value outside ``-1 .. 2**bits - 2``."""
+        neg = np.asarray(neg)
+        if neg.ndim < 2 or neg.shape[-1] != self.n_negatives:
+            raise ValueError(f"negatives of shape {neg.shape}, expected [..., rows, {self.n_negatives}]")
+        if neg.size and (int(neg.min()) < -1 or int(neg.max()) > (1 << self.bits) - 2):
+            raise ValueError(f"negatives outside -1..{(1 << self.bits) - 2} do not fit in {self.bits} bits")
+        *lead, r, m = neg.shape
+        full = np.full((*lead, r, self.padded), -1, dtype=np.int32)
+        full[..., :m] = neg
+        lo, hi = pack_negatives(full.reshape(*lead, r * self.padded), self.bits)
+        return np.concatenate([lo, hi], axis=-1)
+
+    def unpack(self, packed: np.ndarray, rows: int) -> np.ndarray:
+        """uint8 ``[..., P]`` of steps of ``rows`` rows -> int32 negatives ``[..., R, M]`` (-1 pads)."""
+        packed = np.asarray(packed, dtype=np.uint8)
+        if packed.ndim < 1 or packed.shape[-1] != self.step_bytes(rows):
+            raise ValueError(f"packed steps of shape {packed.shape}, expected [..., {self.step_bytes(rows)}] "
+                             f"for {rows} rows")
+        lead, split = packed.shape[:-1], rows * self.lo_row_bytes
+        v = unpack_negatives_np(packed[..., :split], packed[..., split:], self.bits)
+        v = v.reshape(*lead, rows, self.padded)
+        return v if self.padded == self.n_negatives else np.ascontiguousarray(v[..., :self.n_negatives])

@@ -16,7 +16,9 @@ samples per chunk, ``K = ceil(n / C)`` chunks)::
       khop_genes/<mode>/k<k>                uint8 [N, ceil(N/8)]: the per-gene sets they are OR-ed from
       adjacency/valid                       uint8 [N]: 0 for genes never sampled (added genes)
       adjacency/<type>/rows                 int32 [E, S, R]
-      adjacency/<type>/negatives            int32 [E, S, R, M]
+      adjacency/<type>/negatives            uint8 [E, S, P]: each step's R x M negatives bit-packed, uncompressed
+                                            (adjacency.NegativePacking, recorded in the adjacency group's
+                                            attribute negative_packing; P = R * ceil(M/8)*8 * bits / 8)
 
 Arrays written per chunk of samples are sharded so that one chunk task writes whole
 shards only (tasks never share a file); ragged per-sample data are "chunked CSR":
@@ -47,12 +49,16 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from pipeline.core.chunkio import DirectArray
 from pipeline.core.errors import StoreError
 from pipeline.core.remote import ChunkCache, location
 from pipeline.core.zarr_store import PublishedStore, open_versioned_group, put_array
+from pipeline.precompute.adjacency import NegativePacking
 
 FORMAT = "yeast-pipeline.precomputed"
-FORMAT_VERSION = 2  # 2: undirected edge masks store one orientation
+# 2: undirected edge masks store one orientation; 3: adjacency negatives stored bit-packed
+# (uint8 [E, S, P], uncompressed: adjacency.NegativePacking) instead of int32 [E, S, R, M] lz4
+FORMAT_VERSION = 3
 # Measured on masks of 3-gene samples (README): LZ4 stores a dense node-mask row in ~37 B
 # (bit-shuffled zstd-3: ~10 B) but encodes at ~24 GB/s and decodes at ~49 GB/s instead of
 # ~2.5 GB/s: the dense view is read by loaders, and 37 B is still nothing. Sorted edge ids:
@@ -65,6 +71,8 @@ BITS_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="noshuffle")
 INNER_BYTES = 1 << 20
 SHARD_BYTES = 1 << 28
 PROGRESS = "progress"  # folder of per-task completion markers (removed at publish)
+#: Attribute of the adjacency group: how its negatives are packed (NegativePacking.to_dict()).
+NEGATIVE_PACKING = "negative_packing"
 
 # --- paths inside the store ------------------------------------------------------------------
 # A chunk's checksums are recorded (in its marker and the manifest) under the path of each
@@ -183,6 +191,8 @@ def digest(*arrays: np.ndarray) -> str:
 def crc_update(crc: int, a: np.ndarray) -> int:
     """``crc`` continued over ``a``'s little-endian bytes: ``digest`` of blocks of rows, one block
     at a time (a dense edge-mask chunk does not fit in memory whole)."""
+    if a.size == 0:  # no bytes (memoryview cannot cast a shape with a zero)
+        return crc
     a = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("<"), copy=False))
     return zlib.crc32(memoryview(a).cast("B"), crc)
 
@@ -222,9 +232,10 @@ def remove_markers(store: Path) -> None:
     shutil.rmtree(store / PROGRESS, ignore_errors=True)
 
 
-def adjacency_layout(steps: int, rows: int, negatives: int) -> tuple[int, int]:
-    """(steps per inner chunk, steps per shard) of the negatives array; shards never span epochs."""
-    per_step = max(1, rows * max(negatives, 1) * 4)
+def adjacency_layout(steps: int, step_bytes: int) -> tuple[int, int]:
+    """(steps per inner chunk, steps per shard) of an adjacency array of ``step_bytes`` bytes a step
+    (the packed negatives); shards never span epochs."""
+    per_step = max(1, step_bytes)
     inner = max(1, min(pow2_floor(max(1, INNER_BYTES // per_step)), pow2_floor(steps)))
     shard = inner * max(1, min(math.ceil(steps / inner), SHARD_BYTES // (inner * per_step)))
     return inner, shard
@@ -300,6 +311,22 @@ class StoreArrays:
         """Adjacency steps per shard (0 without adjacency rows): the unit to read them in."""
         return int(self.root[ADJACENCY].attrs["steps_per_shard"]) if ADJACENCY in self.root else 0
 
+    @property
+    def adjacency_read_steps(self) -> int:
+        """Adjacency steps per inner chunk of the negatives (0 without adjacency rows): the unit a
+        reader of a few steps at a time reads them in (one chunk file range, no codec)."""
+        if ADJACENCY not in self.root:
+            return 0
+        t = next(iter(sorted(self.root[ADJACENCY].group_keys())), None)
+        return int(self.root[f"{adjacency_path(t)}/negatives"].chunks[1]) if t else self.steps_per_shard
+
+    @property
+    def adjacency_packing(self) -> NegativePacking | None:
+        """How ``adjacency/<t>/negatives`` packs the negatives (None without adjacency rows)."""
+        if ADJACENCY not in self.root:
+            return None
+        return NegativePacking.from_dict(self.root[ADJACENCY].attrs[NEGATIVE_PACKING])
+
     # --- whole arrays ----------------------------------------------------------------------
     def perturbations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """M(S) for every sample: (indptr int64 [n+1], genes int32, types uint8)."""
@@ -311,16 +338,21 @@ class StoreArrays:
         return g["indptr"][:], g["genes"][:]
 
     # --- chunks of samples -----------------------------------------------------------------
+    def _read(self, name: str, *sel: int | slice) -> np.ndarray:
+        """``array[sel]`` of the array ``name`` (a published store reads chunk files directly)."""
+        return self.root[name][sel]
+
     def perturbation_chunk(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """M(S) of samples ``first .. first+count-1`` (clipped to the store): (indptr from 0, genes, types)."""
-        ptr = self.root[f"{PERTURBATION}/indptr"][first:first + count + 1]
+        ptr = self._read(f"{PERTURBATION}/indptr", slice(first, first + count + 1))
         a, b = int(ptr[0]), int(ptr[-1])
-        return ptr - ptr[0], self.root[f"{PERTURBATION}/genes"][a:b], self.root[f"{PERTURBATION}/types"][a:b]
+        return (ptr - ptr[0], self._read(f"{PERTURBATION}/genes", slice(a, b)),
+                self._read(f"{PERTURBATION}/types", slice(a, b)))
 
     def node_flips_chunk(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
         """The node-mask flips of samples ``first .. first+count-1``: (indptr from 0, genes)."""
-        ptr = self.root[f"{NODE_MASK}/indptr"][first:first + count + 1]
-        return ptr - ptr[0], self.root[f"{NODE_MASK}/genes"][int(ptr[0]):int(ptr[-1])]
+        ptr = self._read(f"{NODE_MASK}/indptr", slice(first, first + count + 1))
+        return ptr - ptr[0], self._read(f"{NODE_MASK}/genes", slice(int(ptr[0]), int(ptr[-1])))
 
     def node_mask_dense(self, rows: np.ndarray | slice) -> np.ndarray:
         a = self.root[NODE_MASK_DENSE]
@@ -335,13 +367,22 @@ class StoreArrays:
         return read_chunked_csr(self.root[edge_mask_path(edge_type)], chunk, count)
 
     def khop_bits(self, k: int, mode: str = "per_type", rows: np.ndarray | slice = slice(None)) -> np.ndarray:
-        a = self.root[khop_path(mode, k)]
-        return a[rows] if isinstance(rows, slice) else a.oindex[np.asarray(rows), :]
+        if isinstance(rows, slice):
+            return self._read(khop_path(mode, k), rows)
+        return self.root[khop_path(mode, k)].oindex[np.asarray(rows), :]
 
     def adjacency(self, edge_type: str, epoch: int, steps: slice | int = slice(None)) -> tuple[np.ndarray, np.ndarray]:
-        """(rows int32 [S, R], negatives int32 [S, R, M]) of one graph and epoch."""
-        g = self.root[adjacency_path(edge_type)]
-        return g["rows"][epoch, steps], g["negatives"][epoch, steps]
+        """(rows int32 [S, R], negatives int32 [S, R, M]) of one graph and epoch: the stored
+        negatives unpacked (an int ``steps``: one step, [R] and [R, M])."""
+        rows, packed = self.adjacency_packed(edge_type, epoch, steps)
+        return rows, self.adjacency_packing.unpack(packed, rows.shape[-1])
+
+    def adjacency_packed(self, edge_type: str, epoch: int,
+                         steps: slice | int = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """(rows int32 [S, R], packed negatives uint8 [S, P]) of one graph and epoch, as stored
+        (:attr:`adjacency_packing` says how they are packed; a plain read, no codec)."""
+        path = adjacency_path(edge_type)
+        return self._read(f"{path}/rows", epoch, steps), self._read(f"{path}/negatives", epoch, steps)
 
     # --- checksums (a task's marker; the manifest) ------------------------------------------
     def chunk_digest(self, name: str, chunk: int, first: int, count: int) -> str:
@@ -356,7 +397,8 @@ class StoreArrays:
         return f"{crc:08x}"
 
     def epoch_digest(self, edge_type: str, epoch: int, steps: int) -> str:
-        """The checksum of one graph's adjacency rows and negatives of one epoch, read shard by shard."""
+        """The checksum of one graph's adjacency rows and negatives of one epoch as stored (the packed
+        bytes), read shard by shard: :func:`digest` of each shard's rows then its packed negatives."""
         g = self.root[adjacency_path(edge_type)]
         shard = self.steps_per_shard
         parts = []
@@ -423,19 +465,27 @@ class StagingStore(StoreArrays):
 
     def create_adjacency(self, valid: np.ndarray, graphs: list[str], epochs: int, steps: int, rows: int,
                          negatives: int) -> None:
-        """The empty rows [E, S, R] and negatives [E, S, R, M] of every graph (-1: not written)."""
+        """The empty rows int32 [E, S, R] (-1: not written) and packed negatives uint8 [E, S, P] (0: not
+        written, which unpacks to pads) of every graph, for ``len(valid)`` genes; the packing
+        (:class:`~pipeline.precompute.adjacency.NegativePacking`) on the adjacency group's attributes.
+
+        The packed negatives are not compressed: uniformly drawn gene ids packed in just enough
+        bits leave little to find (measured: lz4 saves 4%, zstd-1 7%), so a read is a plain copy.
+        Their shards hold whole steps (:func:`adjacency_layout` of the ``P`` bytes of a step; of a
+        step's rows without negatives), and the rows are chunked by the same steps.
+        """
         ag = self.root.create_group(ADJACENCY)
         put_array(ag, "valid", valid, IDS_CODEC)
-        inner, shard = adjacency_layout(steps, rows, negatives)
-        m = max(negatives, 1)
+        packing = NegativePacking.for_genes(len(valid), negatives)
+        p = packing.step_bytes(rows)
+        inner, shard = adjacency_layout(steps, p or rows * 4)
         for t in graphs:
             g = ag.create_group(t)
-            g.create_array("rows", shape=(epochs, steps, rows), dtype=np.int32, chunks=(1, shard, rows),
+            g.create_array("rows", shape=(epochs, steps, rows), dtype=np.int32, chunks=(1, shard, max(rows, 1)),
                            compressors=IDS_CODEC, fill_value=-1)
-            g.create_array("negatives", shape=(epochs, steps, rows, negatives), dtype=np.int32,
-                           chunks=(1, inner, rows, m), shards=(1, shard, rows, m), compressors=IDS_CODEC,
-                           fill_value=-1)
-        self.root[ADJACENCY].attrs.update({"steps_per_shard": shard})
+            g.create_array("negatives", shape=(epochs, steps, p), dtype=np.uint8, chunks=(1, inner, max(p, 1)),
+                           shards=(1, shard, max(p, 1)), compressors=None, fill_value=0)
+        ag.attrs.update({"steps_per_shard": shard, NEGATIVE_PACKING: packing.to_dict()})
 
     # --- tasks: the arrays a chunk task writes ---------------------------------------------
     def array(self, name: str) -> zarr.Array:
@@ -447,7 +497,7 @@ class StagingStore(StoreArrays):
         return self.root[name]
 
     def adjacency_arrays(self, edge_type: str) -> tuple[zarr.Array, zarr.Array]:
-        """(rows, negatives) of one graph, for writing."""
+        """(rows int32 [E, S, R], packed negatives uint8 [E, S, P]) of one graph, for writing."""
         g = self.root[adjacency_path(edge_type)]
         return g["rows"], g["negatives"]
 
@@ -465,6 +515,32 @@ class PrecomputedStore(PublishedStore, StoreArrays):
     >>> s.node_mask_dense(np.arange(64)).shape                           # doctest: +SKIP
     (64, 6607)
     """
+
+    def _reader(self, name: str) -> DirectArray:
+        """One :class:`~pipeline.core.chunkio.DirectArray` per array, kept with this object (its
+        decoded-chunk cache serves the next reads; zarr's fixed per-call cost dominates a chunk's read)."""
+        readers = self.__dict__.setdefault("_readers", {})
+        r = readers.get(name)
+        if r is None:
+            r = readers[name] = DirectArray.of(self.root[name])
+        return r
+
+    def _read(self, name: str, *sel: int | slice) -> np.ndarray:
+        return self._reader(name).read(*sel)
+
+    def adjacency_unit(self, edge_type: str, epoch: int, unit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read unit ``unit`` (:attr:`adjacency_read_steps` consecutive steps, clipped to the epoch) of one
+        graph and epoch: (rows int32 [U, R], packed negatives uint8 [U, P]), the negatives mapped from
+        the store's file without a copy where they can be (a plain read otherwise)."""
+        path = adjacency_path(edge_type)
+        negatives = self._reader(f"{path}/negatives")
+        u = negatives.chunks[1]  # == adjacency_read_steps
+        steps = slice(unit * u, (unit + 1) * u)
+        rows = self._read(f"{path}/rows", epoch, steps)
+        view = negatives.mapped(epoch, unit, 0)
+        if view is None:  # compressed, or never written
+            return rows, negatives.read(epoch, steps)
+        return rows, view[0, :len(rows), :negatives.shape[2]]  # an inner chunk is (1, U, max(P, 1))
 
     @property
     def n_samples(self) -> int:

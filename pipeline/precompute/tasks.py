@@ -264,33 +264,53 @@ def compute_sample_chunk(staging: str, graph_store: str, key: str, chunk: int, p
     return done
 
 
+#: Bytes of int32 negatives sampled at once (then packed into the shard's buffer): a task's
+#: memory stays bounded however many steps a shard of packed bytes holds.
+SAMPLE_BYTES = 1 << 26
+
+
 def compute_adjacency(staging: str, graph_store: str, edge_type: str, epoch: int,
                       params: dict[str, Any]) -> AdjacencyEpochDone:
-    """Sample the adjacency rows of one graph and epoch, write and read them back, then the marker."""
-    from pipeline.precompute.adjacency import sample_adjacency_rows
+    """Sample the adjacency rows of one graph and epoch, pack the negatives
+    (:class:`~pipeline.precompute.adjacency.NegativePacking` for the graph's gene count), write
+    them shard by shard and read each shard back, then the marker. The checksum is
+    :func:`~pipeline.precompute.store.digest` of each shard's rows then its packed bytes (as
+    ``StoreArrays.epoch_digest`` reads them)."""
+    from pipeline.precompute.adjacency import NegativePacking, sample_adjacency_rows
 
     a = params["adjacency"]
     graph = open_graph(graph_store)
     csr = graph.csr(edge_type)
     valid = ~graph.added
     st = StagingStore.open(staging, mode="r+")
+    packing = NegativePacking.for_genes(graph.n_genes, a["negatives"])
+    if st.adjacency_packing != packing:
+        raise StoreError(f"{staging}: negatives packed as {st.adjacency_packing}, but the graph's {graph.n_genes} "
+                         f"genes need {packing}")
     rows_arr, negs_arr = st.adjacency_arrays(edge_type)
-    shard = st.steps_per_shard
+    n_rows, shard = a["rows"], st.steps_per_shard
+    block = max(1, SAMPLE_BYTES // max(1, n_rows * a["negatives"] * 4))
     parts = []
     for s0 in range(0, a["steps"], shard):
         s1 = min(a["steps"], s0 + shard)
-        res = sample_adjacency_rows(csr.indptr, csr.indices, valid, n_rows=a["rows"], n_negatives=a["negatives"],
-                                    steps=range(s0, s1), seed=a["seed"], graph=edge_type, epoch=epoch,
-                                    mode=a["sampling"])
-        written(rows_arr)[epoch, s0:s1] = res.rows
-        same = np.array_equal(rows_arr[epoch, s0:s1], res.rows)
-        if a["negatives"]:
-            written(negs_arr)[epoch, s0:s1] = res.negatives
-            same &= np.array_equal(negs_arr[epoch, s0:s1], res.negatives)
+        rows = np.empty((s1 - s0, n_rows), dtype=np.int32)
+        packed = np.empty((s1 - s0, packing.step_bytes(n_rows)), dtype=np.uint8)
+        for b0 in range(s0, s1, block):  # results never depend on the block (counter-based draws)
+            b1 = min(s1, b0 + block)
+            res = sample_adjacency_rows(csr.indptr, csr.indices, valid, n_rows=n_rows, n_negatives=a["negatives"],
+                                        steps=range(b0, b1), seed=a["seed"], graph=edge_type, epoch=epoch,
+                                        mode=a["sampling"])
+            rows[b0 - s0:b1 - s0] = res.rows
+            packed[b0 - s0:b1 - s0] = packing.pack(res.negatives)
+        written(rows_arr)[epoch, s0:s1] = rows
+        same = np.array_equal(rows_arr[epoch, s0:s1], rows)
+        if packed.size:  # no negatives (or rows): nothing stored
+            written(negs_arr)[epoch, s0:s1] = packed
+            same &= np.array_equal(negs_arr[epoch, s0:s1], packed)
         if not same:
             raise StoreError(f"{adjacency_path(edge_type)} epoch {epoch} steps {s0}..{s1 - 1}: read back "
                              "differently from what was written")
-        parts += [res.rows, res.negatives]
+        parts += [rows, packed]
     done = AdjacencyEpochDone(edge_type, epoch, digest(*parts))
     write_marker(Path(staging), done.marker_name, done.to_dict())
     return done

@@ -10,7 +10,8 @@ Three checks, each reported with what differs:
    that shares nothing with the vectorised stage (node and edge masks from the
    edge list, k-hop sets by frontier expansion as PyG's ``k_hop_subgraph``), and a
    few adjacency steps checked against the graph (rows eligible, negatives neither
-   neighbours nor the row, no added gene).
+   neighbours nor the row, no added gene), once the packing recorded for the negatives is
+   the one the store's gene count and parameters call for (a wrong one would unpack other genes).
 
 The checksums are compared as the chunk tasks compare them
 (:func:`pipeline.precompute.tasks.verify_sample_chunk`, ``verify_adjacency``); the store is
@@ -28,6 +29,7 @@ from pipeline.core.digests import damaged_files
 from pipeline.core.errors import PipelineError
 from pipeline.core.perturbations import CODES
 from pipeline.graph.store import GraphStore, open_graph
+from pipeline.precompute.adjacency import NegativePacking
 from pipeline.precompute.khop import unpack
 from pipeline.precompute.store import PrecomputedStore, open_precomputed
 from pipeline.precompute.tasks import AdjacencyEpochDone, SampleChunkDone, verify_adjacency, verify_sample_chunk
@@ -109,12 +111,27 @@ def _check_samples(store: PrecomputedStore, graph: GraphStore, ids: np.ndarray) 
     return problems
 
 
+def _check_packing(store: PrecomputedStore, a: dict[str, Any]) -> list[str]:
+    """The packing attributes of the negatives against the store's gene count and negatives per row."""
+    want = NegativePacking.for_genes(store.n_genes, a["negatives"])
+    try:
+        have = store.adjacency_packing
+    except (KeyError, TypeError, ValueError) as e:  # missing or malformed attributes
+        return [f"adjacency: no readable packing attributes ({type(e).__name__}: {e})"]
+    if have != want:
+        return [f"adjacency: negatives packed as {have}, but {store.n_genes} genes and {a['negatives']} "
+                f"negatives a row call for {want}"]
+    return []
+
+
 def _check_adjacency(store: PrecomputedStore, graph: GraphStore, rng: np.random.Generator, n_steps: int) -> list[str]:
     a = store.manifest["parameters"].get("adjacency")
     if not a:
         return []
+    problems = _check_packing(store, a)
+    if problems:  # unpacking with another packing would report every step
+        return problems
     added = graph.added
-    problems = []
     for t in a["graphs"]:
         csr = graph.csr(t)
         deg = np.diff(csr.indptr)

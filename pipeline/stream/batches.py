@@ -25,6 +25,10 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+# the packing is a storage codec (packed once, at precompute time): re-exported for the stream
+from pipeline.precompute.adjacency import neg_bits as neg_bits
+from pipeline.precompute.adjacency import pack_negatives as pack_negatives
+
 B = TypeVar("B", bound="_Tensors")
 
 
@@ -56,8 +60,10 @@ def _unflatten(layout: Any, tensors: list[torch.Tensor]) -> Any:
 
 
 #: Blobs from this size on travel in one shared-memory segment (a handle through the pipe, no copies
-#: of the bytes through it); smaller ones through the pipe, where a copy is cheaper than a segment.
-SHM_MIN_BYTES = 64 * 1024
+#: of the bytes through it); smaller ones through the pipe: a segment costs its creation, a socket
+#: round trip for its descriptor and fresh page faults on both sides, more than copying a few MB
+#: (the README's stream benchmark notes).
+SHM_MIN_BYTES = 4 << 20
 
 
 def _rebuild(layout: Any, meta: tuple[tuple[str, tuple[int, ...], int], ...], blob: bytearray | torch.Tensor) -> Any:
@@ -307,44 +313,6 @@ class AdjRows(_Tensors):
         return self.rows >= 0
 
 
-def neg_bits(n_genes: int) -> int:
-    """Bits per packed negative: values ``gene + 1`` in 0..n_genes (0 = the -1 pad).
-
-    >>> neg_bits(6607), neg_bits(255), neg_bits(256)
-    (13, 8, 9)
-
-    At most 16 bits (the high bits of 8 values fill one 64-bit word): ValueError from 65,536 genes on.
-    """
-    bits = max(8, int(n_genes).bit_length())
-    if bits > 16:
-        raise ValueError(f"{n_genes} genes: compact adjacency rows pack gene ids in at most 16 bits")
-    return bits
-
-
-def pack_negatives(neg: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Negatives [..., K] (int, -1 pads) -> (low bytes uint8 [..., K], high bits uint8 [..., K // 8 * (bits-8)]).
-
-    ``v = gene + 1``; the low byte of each value, then the ``bits - 8`` high bits of each group of 8
-    values packed little-endian into ``bits - 8`` bytes. ``K`` must be a multiple of 8 (the stream pads).
-    Vectorised over every leading axis.
-
-    >>> lo, hi = pack_negatives(np.array([[-1, 0, 299, 6606, 5, 6, 7, 8]]), 13)
-    >>> lo.tolist(), hi.shape
-    ([[0, 1, 44, 207, 6, 7, 8, 9]], (1, 5))
-    """
-    v = np.asarray(neg).astype(np.int32) + 1
-    lo = v.astype(np.uint8)  # the low byte (astype truncates)
-    h = bits - 8
-    if h == 0:
-        return lo, np.zeros((*v.shape[:-1], 0), np.uint8)
-    g = (v >> 8).astype(np.uint64).reshape(*v.shape[:-1], -1, 8)
-    word = g[..., 0].copy()
-    for j in range(1, 8):  # 8 shifts of the whole array, not a loop over values
-        word |= g[..., j] << np.uint64(h * j)
-    hi = np.ascontiguousarray(word[..., None].view(np.uint8)[..., :h])  # little-endian: the low h bytes
-    return lo, hi.reshape(*v.shape[:-1], -1)
-
-
 def unpack_negatives(lo: torch.Tensor, hi: torch.Tensor, bits: int) -> torch.Tensor:
     """Inverse of :func:`pack_negatives` for one step (any device): int64 genes, -1 pads."""
     v = lo.long()
@@ -440,20 +408,47 @@ def _expand_numpy(ptr: np.ndarray, cols_csr: np.ndarray, tgt: np.ndarray, r: np.
 
 
 @dataclass
-class TransformerBatch(IndexBatch):
-    """M(S) + this step's adjacency rows of each graph in compact form (:class:`CompactRows`):
-    expand them with :meth:`adjacency` on the device, from ``static`` (``ds.static()``)."""
+class StepRows(_Tensors):
+    """Every adjacency graph's rows of one step as shipped: a read-only mapping graph ->
+    :class:`CompactRows` (views, no copies). ``packed[t]`` holds graph ``t``'s negatives exactly
+    as stored (``pipeline.precompute.adjacency.NegativePacking``: the low bytes ``R x M'``, then
+    the high bits), often a view of the store's file mapped in memory."""
 
-    rows: dict[str, CompactRows] = field(default_factory=dict)
+    rows: torch.Tensor  # int16/int32 [T, R]: gene of each row, -1 = padding, graphs in ``packed``'s order
+    packed: dict[str, torch.Tensor] = field(default_factory=dict)  # uint8 [P] per graph
+    n_neg: int = 0  # M: negatives per row
+    bits: int = 8
+
+    def __getitem__(self, graph: str) -> CompactRows:
+        i = list(self.packed).index(graph)
+        lo = self.rows.shape[1] * (-(-self.n_neg // 8) * 8)
+        p = self.packed[graph]
+        return CompactRows(self.rows[i], p[:lo], p[lo:], n_neg=self.n_neg, bits=self.bits)
+
+    def __iter__(self) -> Any:
+        return iter(self.packed)
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def keys(self) -> list[str]:
+        return list(self.packed)
+
+    def values(self) -> list[CompactRows]:
+        return [self[t] for t in self.packed]
+
+    def items(self) -> list[tuple[str, CompactRows]]:
+        return [(t, self[t]) for t in self.packed]
+
+
+@dataclass
+class TransformerBatch(IndexBatch):
+    """M(S) + this step's adjacency rows of every graph in compact form (:class:`StepRows`, a mapping
+    graph -> :class:`CompactRows`): expand them with :meth:`adjacency` on the device, from ``static``
+    (``ds.static()``)."""
+
+    rows: StepRows = None  # type: ignore[assignment]
 
     def adjacency(self, static: GraphStatic) -> dict[str, AdjRows]:
         """The expanded rows of every graph, on this batch's device (see :meth:`CompactRows.expand`)."""
         return {t: c.expand(static, t) for t, c in self.rows.items()}
-
-
-@dataclass
-class BatchGroup(_Tensors):
-    """Consecutive batches of one worker, handed to the main process as one blob
-    (:class:`~pipeline.stream.dataset.StreamLoader` unpacks them: users never see a group)."""
-
-    batches: list[Any] = field(default_factory=list)

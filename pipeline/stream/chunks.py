@@ -5,16 +5,16 @@ Contract:
 - A *chunk* is the ``chunk`` consecutive samples ``c * chunk ..`` of one store chunk; a
   :class:`Columns` holds the decoded per-sample data of one or more chunks (CSR columns +
   fixed-width rows), read with ONE store read per array (``read(c)``), never per sample.
-- :func:`segments` cuts a worker's batch sequence into runs whose chunks together number at
-  most ``cap`` (the epoch's window of ``window_blocks`` chunks plus the next window, which
-  the batches straddling a window boundary touch): memory stays bounded by ``2 x cap``
-  chunks whatever the dataset size.
+- :func:`segments` cuts a process's sequence of blocks of batches (the chunks each needs) into
+  runs whose chunks together number at most ``cap`` (the epoch's window of ``window_blocks``
+  chunks plus the next window, which the blocks straddling a window boundary touch): memory
+  stays bounded by ``2 x cap`` chunks whatever the dataset size.
 - :class:`Prefetcher` builds the :class:`View` of segment ``k + 1`` (read, decode,
   concatenate) in a background thread while segment ``k`` is served: zarr's codecs and
   LMDB release the GIL, so no batch waits on I/O in steady state. A chunk that two
   consecutive segments share is read once.
-- :meth:`View.gather`: a batch's columns from the view, vectorised over the batch (one
-  gather per array: no loop over samples or chunks).
+- :meth:`View.gather`: the columns of a block of batches from the view, vectorised over its
+  samples (one gather per array: no loop over samples, batches or chunks).
 """
 
 from __future__ import annotations
@@ -95,19 +95,9 @@ class View:
         return out
 
 
-def batch_chunks(batches: np.ndarray, chunk: int) -> list[np.ndarray]:
-    """The distinct chunks of each batch (rows of ``batches``), sorted."""
-    if len(batches) == 0:
-        return []
-    c = np.sort(batches // chunk, axis=1)
-    first = np.ones(c.shape, bool)
-    first[:, 1:] = c[:, 1:] != c[:, :-1]
-    return [row[m] for row, m in zip(c, first, strict=True)]
-
-
 def segments(needs: list[np.ndarray], cap: int) -> list[tuple[int, int, list[int]]]:
-    """Greedy runs ``(first batch, end batch, chunks)`` of consecutive batches using at most ``cap``
-    chunks together (a batch needing more forms its own run).
+    """Greedy runs ``(first item, end item, chunks)`` of consecutive items (blocks of batches) using
+    at most ``cap`` chunks together (an item needing more forms its own run).
 
     >>> segments([np.array([0]), np.array([0, 1]), np.array([2]), np.array([2])], cap=2)
     [(0, 2, [0, 1]), (2, 4, [2])]

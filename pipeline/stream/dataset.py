@@ -44,17 +44,9 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from pipeline.core.errors import StoreError
 from pipeline.core.remote import ChunkCache, join, location
-from pipeline.stream.batches import (
-    CompactRows,
-    GraphBatch,
-    GraphStatic,
-    IndexBatch,
-    KHopBatch,
-    TransformerBatch,
-    neg_bits,
-    pack_negatives,
-)
-from pipeline.stream.chunks import Columns, Prefetcher, View, batch_chunks, segments
+from pipeline.stream.batches import GraphStatic, IndexBatch, StepRows
+from pipeline.stream.blocks import BatchBlock
+from pipeline.stream.chunks import Columns, Prefetcher, View, segments
 from pipeline.stream.labels import StreamLabels
 from pipeline.stream.order import batches_for, epoch_order, plan_epoch, remaining
 
@@ -63,6 +55,8 @@ LAYOUTS = ("zarr", "lmdb")
 KHOP_MODES = ("per_type", "union")
 DEFAULT_LABELS = ("fitness", "interaction")
 STATE_FIELDS = ("epoch", "start", "seed", "world_size", "batch_size")
+#: batches gathered at once by a process that yields batches one by one (:meth:`PerturbationStream.batches`)
+BLOCK_BATCHES = 16
 #: eps of the adjacency targets A_ij / (d_i + eps), as ``pipeline.precompute.adjacency.expand_rows``
 ADJ_EPS = 1e-8
 
@@ -202,8 +196,7 @@ class PerturbationStream(IterableDataset):
         self.epoch, self._start, self._state_world = 0, 0, self.world_size
         self._pid: int | None = None
         self._decoded: OrderedDict[int, Columns] = OrderedDict()  # map-style reads only
-        self._adj_cache: OrderedDict[tuple[str, int, int], tuple[np.ndarray, ...]] = OrderedDict()
-        self._packed: OrderedDict[tuple[str, int, int], CompactRows] = OrderedDict()
+        self._adj_cache: OrderedDict[tuple[int, int], tuple[Any, Any]] = OrderedDict()  # (epoch, unit) -> rows
 
     # --- process-local stores (opened lazily: after fork/spawn, in the worker) --------------
     def _stores(self) -> dict[str, Any]:
@@ -214,10 +207,11 @@ class PerturbationStream(IterableDataset):
             if self.layout == "lmdb":
                 from pipeline.precompute.records import open_records
                 self._records = open_records(self.paths["records"])
-            self._steps_per_shard = self._zarr.steps_per_shard
+            if self.fmt == "transformer":
+                self._adj_steps = self._zarr.adjacency_read_steps  # steps per read of the rows (an inner chunk)
+                self._packing = self._zarr.adjacency_packing
             self._decoded.clear()
             self._adj_cache.clear()
-            self._packed.clear()
             self._pid = os.getpid()
         return {"zarr": self._zarr, "records": self._records}
 
@@ -225,7 +219,7 @@ class PerturbationStream(IterableDataset):
         s = dict(self.__dict__)
         for key in ("_zarr", "_records"):
             s.pop(key, None)
-        s["_pid"], s["_decoded"], s["_adj_cache"], s["_packed"] = None, OrderedDict(), OrderedDict(), OrderedDict()
+        s["_pid"], s["_decoded"], s["_adj_cache"] = None, OrderedDict(), OrderedDict()
         return s
 
     # --- static graph ------------------------------------------------------------------------
@@ -268,7 +262,9 @@ class PerturbationStream(IterableDataset):
         first = c * self.chunk
         st = self._stores()
         if self.layout == "lmdb":
-            cols = st["records"].get_batch(np.arange(first, min(first + self.chunk, self.n_samples)))
+            need = ["genes", "types"] + {"graph": ["node_flips"],
+                                          "khop": [f"khop:{self.khop_mode}:k{self.k}"]}.get(self.fmt, [])
+            cols = st["records"].get_batch(np.arange(first, min(first + self.chunk, self.n_samples)), sections=need)
             out = Columns(len(cols["genes"][0]) - 1, csr={"genes": cols["genes"]},
                           values={"genes:types": cols["types"][1]})
             if self.fmt == "graph":
@@ -297,68 +293,67 @@ class PerturbationStream(IterableDataset):
             self._decoded.popitem(last=False)
         return View.build({c: self._decoded[c] for c in need}, self.n_chunks, self.chunk)
 
-    def _adj_shard(self, t: str, e: int, shard: int) -> tuple[np.ndarray, np.ndarray]:
-        """One shard of steps of graph ``t``: (rows narrow int [S, R], negatives int32 [S, R, M])."""
-        key = (t, e, shard)
+    def _adj_unit(self, e: int, unit: int) -> tuple[tuple[torch.Tensor, ...], dict[str, tuple[torch.Tensor, ...]]]:
+        """One read unit (an inner chunk of steps) of every graph, per step: (rows narrow int [T, R] per
+        step, graph -> packed negatives uint8 [P] per step, views of the store's mapped file where it
+        can be). Built once per unit, kept for the next steps (the last two units)."""
+        key = (e, unit)
         hit = self._adj_cache.get(key)
         if hit is not None:
             return hit
-        block = self._steps_per_shard
-        rows, negs = self._stores()["zarr"].adjacency(t, e, slice(shard * block, (shard + 1) * block))
+        z = self._stores()["zarr"]
+        parts = {t: z.adjacency_unit(t, e, unit) for t in self.adjacency_graphs}
         narrow = np.int16 if self.n_genes < np.iinfo(np.int16).max else np.int32
-        hit = (rows.astype(narrow), negs)
+        rows = np.stack([r for r, _ in parts.values()], axis=1).astype(narrow)  # [U, T, R]
+        hit = (torch.from_numpy(rows).unbind(0), {t: torch.from_numpy(p).unbind(0) for t, (_, p) in parts.items()})
         self._adj_cache[key] = hit
-        while len(self._adj_cache) > 2 * max(1, len(self.adjacency_graphs)):
+        while len(self._adj_cache) > 2:
             self._adj_cache.popitem(last=False)
         return hit
 
-    def _adjacency(self, step: int) -> dict[str, CompactRows]:
-        """The step's rows of every graph, compact. Packed here once per (graph, epoch, step) and kept
-        (~27 KB per graph and step): the stored steps repeat every ``steps`` batches, so after the
-        first pass a step's rows cost nothing; a worker packs only the steps it serves."""
+    def step_rows(self, steps: np.ndarray) -> list[StepRows]:
+        """The stored adjacency rows of these global steps of the current epoch (stored step = step mod
+        the stored steps), one :class:`~pipeline.stream.batches.StepRows` per step: every graph's
+        packed negatives as views of the store's mapped file, read a unit of steps at a time."""
         a = self.adjacency
-        e, s = self.epoch % a["epochs"], step % a["steps"]
+        e = self.epoch % a["epochs"]
         self._stores()
-        block = self._steps_per_shard
-        out = {}
-        bits = neg_bits(self.n_genes)
-        for t in self.adjacency_graphs:
-            key = (t, e, s)
-            hit = self._packed.get(key)
-            if hit is None:
-                rows, negs = self._adj_shard(t, e, s // block)  # one read per shard of steps, not per step
-                neg = negs[s % block]
-                r, m = neg.shape
-                if m % 8:  # whole groups of 8 to pack: pad with -1 (dropped again by CompactRows.negatives)
-                    neg = np.concatenate([neg, np.full((r, 8 - m % 8), -1, neg.dtype)], axis=1)
-                lo, hi = pack_negatives(neg.reshape(-1), bits)
-                hit = CompactRows(torch.from_numpy(rows[s % block].copy()), torch.from_numpy(lo),
-                                  torch.from_numpy(hi), n_neg=m, bits=bits)
-                self._packed[key] = hit
-                if len(self._packed) > a["steps"] * len(self.adjacency_graphs):  # one epoch of rows at most
-                    self._packed.popitem(last=False)
-            out[t] = hit
+        u, pk = self._adj_steps, self._packing
+        out = []
+        for s in (np.asarray(steps, np.int64).clip(0) % a["steps"]).tolist():
+            unit, local = divmod(s, u)
+            rows, packed = self._adj_unit(e, unit)
+            out.append(StepRows(rows[local], {t: p[local] for t, p in packed.items()}, n_neg=pk.n_negatives,
+                                bits=pk.bits))
         return out
 
-    def _batch(self, ids: np.ndarray, d: dict[str, np.ndarray], step: int, pad: np.ndarray,
-               view: View | None = None) -> IndexBatch:
-        """The batch object of this format from gathered columns ``d`` (and ``view``'s vector labels)."""
+    def attach_rows(self, block: BatchBlock) -> BatchBlock:
+        """Add the adjacency rows of ``block``'s steps (transformer format; see :mod:`pipeline.stream.blocks`)."""
+        if self.fmt == "transformer" and block.step_rows is None:
+            block.attach(self.step_rows(block.steps.numpy()))
+        return block
+
+    def _block(self, ids: np.ndarray, steps: np.ndarray, pad: np.ndarray, view: View, rows: bool = True
+               ) -> BatchBlock:
+        """The block of batches ``ids`` [G, B] (global ``steps`` [G], ``pad`` [G, B]), gathered from ``view``
+        at once; with ``rows``, the transformer format's adjacency rows attached."""
+        flat, pad = ids.reshape(-1), pad.reshape(-1)
+        d = view.gather(flat)
         vec = {}
-        if self.vlabels and view is not None:
-            vec = dict(zip(("labels", "label_mask"), self.vlabels.gather(ids, d, view, pad), strict=True))
-        base = dict(sample_ids=torch.from_numpy(ids), step=step, pert_ptr=torch.from_numpy(d["genes_ptr"]),
-                    pert_genes=torch.from_numpy(d["genes"].astype(np.int64)),
-                    pert_types=torch.from_numpy(d["types"].astype(np.int64)),
-                    y=torch.from_numpy(self.y[ids]), y_mask=torch.from_numpy(self.y_mask[ids]),
-                    pad=torch.from_numpy(pad), **vec)
+        if self.vlabels:
+            vec = dict(zip(("labels", "label_mask"), self.vlabels.gather(flat, d, view, pad), strict=True))
+        tn = torch.from_numpy
+        blk = BatchBlock(self.fmt, ids.shape[1], steps=tn(np.asarray(steps, np.int64)), sample_ids=tn(flat),
+                         pert_ptr=tn(d["genes_ptr"]), pert_genes=tn(d["genes"].astype(np.int64)),
+                         pert_types=tn(d["types"].astype(np.int64)), y=tn(self.y[flat]),
+                         y_mask=tn(self.y_mask[flat]), pad=tn(pad), **vec)
         if self.fmt == "graph":
-            return GraphBatch(**base, flip_ptr=torch.from_numpy(d["flips_ptr"]),
-                              flip_genes=torch.from_numpy(d["flips"].astype(np.int64)))
-        if self.fmt == "khop":
-            return KHopBatch(**base, k=self.k, bits=torch.from_numpy(np.ascontiguousarray(d["bits"])))
-        if self.fmt == "transformer":
-            return TransformerBatch(**base, rows=self._adjacency(max(step, 0)))
-        return IndexBatch(**base)
+            blk.flip_ptr, blk.flip_genes = tn(d["flips_ptr"]), tn(d["flips"].astype(np.int64))
+        elif self.fmt == "khop":
+            blk.k, blk.bits = self.k, tn(np.ascontiguousarray(d["bits"]))
+        elif rows:
+            self.attach_rows(blk)
+        return blk
 
     def get_batch(self, ids: np.ndarray, step: int = -1) -> IndexBatch:
         """The batch of these sample ids (map-style access), in this stream's format (``pad`` all False)."""
@@ -366,7 +361,7 @@ class PerturbationStream(IterableDataset):
         if ids.ndim != 1 or (ids.size and (ids.min() < 0 or ids.max() >= self.n_samples)):
             raise ValueError(f"ids must be a 1-D array of sample ids in 0..{self.n_samples - 1}")
         view = self._view(ids)
-        return self._batch(ids, view.gather(ids), step, np.zeros(len(ids), bool), view)
+        return self._block(ids[None], np.array([step]), np.zeros((1, len(ids)), bool), view).batches()[0]
 
     def __getitem__(self, i: int) -> IndexBatch:
         """Map-style: the one-sample batch of dataset sample id ``i``."""
@@ -400,7 +395,14 @@ class PerturbationStream(IterableDataset):
     def batches(self, group: int = 1) -> Iterator[IndexBatch]:
         """This process's batches of the epoch, in order: all of them in the main process; in a
         DataLoader worker its share, dealt ``group`` consecutive batches at a time (see
-        :func:`pipeline.stream.order.batches_for`; :class:`pipeline.stream.loader.StreamLoader`)."""
+        :func:`pipeline.stream.order.batches_for`). Gathered :data:`BLOCK_BATCHES` at a time."""
+        for blk in self.blocks(group, size=max(group, BLOCK_BATCHES)):
+            yield from blk.batches()
+
+    def blocks(self, group: int = 1, size: int | None = None, rows: bool = True) -> Iterator[BatchBlock]:
+        """This process's batches as :class:`~pipeline.stream.blocks.BatchBlock` s of ``size`` (default
+        ``group``) consecutive batches of its share, dealt as in :meth:`batches`; ``rows=False``: the
+        transformer format's adjacency rows are left for :meth:`attach_rows` (the trainer's process)."""
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         plan, start = self._plan()
@@ -409,13 +411,16 @@ class PerturbationStream(IterableDataset):
         if len(mine) == 0:
             return
         self._stores()
+        size = size or group
         real = plan.batches.size - plan.n_padded  # flat positions >= real are padding repeats
         cols = np.arange(self.batch_size, dtype=np.int64)
-        segs = segments(batch_chunks(plan.batches[mine], self.chunk), cap=2 * self.window_blocks)
-        for a, b, view in Prefetcher(self._read_chunk, self.n_chunks, self.chunk).views(segs):
-            for idx in mine[a:b].tolist():
-                ids = plan.batches[idx]
-                yield self._batch(ids, view.gather(ids), idx, idx * self.batch_size + cols >= real, view)
+        runs = [(a, min(a + size, len(mine))) for a in range(0, len(mine), size)]
+        needs = [np.unique(plan.batches[mine[a:b]] // self.chunk) for a, b in runs]
+        for ra, rb, view in Prefetcher(self._read_chunk, self.n_chunks, self.chunk).views(
+                segments(needs, cap=2 * self.window_blocks)):
+            for a, b in runs[ra:rb]:
+                idx = mine[a:b]
+                yield self._block(plan.batches[idx], idx, idx[:, None] * self.batch_size + cols >= real, view, rows)
 
     def state_dict(self, last_step: int | None = None) -> dict[str, Any]:
         """Where to resume: after the batch whose ``step`` is ``last_step`` (None: the epoch's start)."""
