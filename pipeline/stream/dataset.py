@@ -2,25 +2,29 @@
 
 >>> ds = PerturbationStream("data/processed/sample", split="train", fmt="graph", batch_size=64)  # doctest: +SKIP
 >>> static = ds.static().to("cuda")                          # the wild-type graph, sent once  # doctest: +SKIP
->>> for batch in DataLoader(ds, batch_size=None, num_workers=2, pin_memory=True):           # doctest: +SKIP
+>>> for batch in StreamLoader(ds, num_workers=2, pin_memory=True):  # or a DataLoader  # doctest: +SKIP
 ...     batch = batch.to("cuda", non_blocking=True)
 ...     node_mask, edge_masks = batch.node_mask(static), batch.edge_masks(static)
 
 What it reads: the build's dataset (labels, splits), its precomputed store (Zarr, the
 default) or its LMDB records (``layout="lmdb"``), and the graph store. Stores are opened
 lazily in the process that iterates (each DataLoader worker, after fork or spawn); nothing
-open is carried across ``fork``. Reads are whole store chunks (:mod:`pipeline.stream.chunks`):
-the epoch's order is a block shuffle (:mod:`pipeline.stream.order`), each chunk is read and
-decoded once per epoch window, the next window's chunks in a background thread while this
-one's batches are served, and a batch is one vectorised gather from the decoded window.
+open is carried across ``fork``. Reads are whole store chunks (:mod:`pipeline.stream.chunks`,
+through :class:`~pipeline.core.chunkio.DirectArray`: no zarr call per read): the epoch's order
+is a block shuffle (:mod:`pipeline.stream.order`), each chunk is read and decoded once per epoch
+window, the next window's chunks in a background thread while this one's batches are served,
+and :data:`BLOCK_BATCHES` batches (a worker: one hand-over's) are one vectorised gather from the
+decoded window, cut into batches by views (:mod:`pipeline.stream.blocks`).
 Memory is bounded by ``4 x window_blocks x chunk`` samples whatever the dataset size (plus
 the labels, 5 bytes per sample and label).
 
 Every batch has ``pad`` (bool [B]): the samples that repeat earlier ones to fill the epoch's
 last batches (``drop_last=False``); ``batch.valid`` is its negation.
 
-Workers hand a batch to the main process as one bytes blob through the worker's pipe (see
-``_Tensors.__reduce__``), not one shared-memory segment per tensor.
+Workers hand batches to the main process as one bytes blob through the worker's pipe (see
+``_Tensors.__reduce__``), not one shared-memory segment per tensor; with
+:class:`~pipeline.stream.loader.StreamLoader` a blob is a whole block of batches, and the
+transformer format's adjacency rows are mapped from the store in the main process instead.
 
 Sharding: global batch ``b`` of the epoch goes to rank ``b % world_size`` and, within a rank,
 round-robin to DataLoader workers, so every rank gets the same number of batches (the tail
