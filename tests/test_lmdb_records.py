@@ -1,7 +1,10 @@
-"""Per-sample LMDB records (pipeline.precompute.records): layout, round trip, resume, kill, fork/spawn, verify."""
+"""Per-sample LMDB records (pipeline.precompute.records): layout, round trip, resume, kill, fork/spawn, verify,
+the ``core`` database (the small sections again, read instead of whole records)."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import multiprocessing as mp
 import os
 import pickle
@@ -16,6 +19,7 @@ import lmdb
 import numpy as np
 import pytest
 
+import pipeline.precompute.records.writer as writer_mod
 from pipeline.core.errors import StoreError
 from pipeline.precompute.records import (
     RecordReader,
@@ -37,6 +41,8 @@ SCHEMA = RecordSchema((
     ("empty", np.uint8),
     ("edges:string12_coexpression", np.int32),
 ))
+#: A precompute-like schema: core sections genes, types, node_flips among others.
+SCHEMA_FLIPS = RecordSchema(SCHEMA.sections[:2] + (("node_flips", np.int32),) + SCHEMA.sections[2:])
 
 
 def make_columns(m: int, seed: int, schema: RecordSchema = SCHEMA) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -89,8 +95,19 @@ def write_store(path: Path, chunks: list[tuple[int, int, int]], schema: RecordSc
 
 
 def raw_env(path: Path, write: bool = False) -> tuple[lmdb.Environment, object, object]:
-    env = lmdb.open(str(path), subdir=True, max_dbs=2, readonly=not write, lock=write)
+    env = lmdb.open(str(path), subdir=True, max_dbs=3, readonly=not write, lock=write)
     return env, env.open_db(b"samples", create=False), env.open_db(b"meta", create=False)
+
+
+def db_keys(path: Path) -> dict[bytes, list[int]]:
+    """The sample ids stored in ``samples`` and in ``core`` (raw LMDB, in cursor order)."""
+    env, _, _ = raw_env(path)
+    out = {}
+    with env.begin() as txn:
+        for name in (b"samples", b"core"):
+            out[name] = [int.from_bytes(k, "big") for k, _ in txn.cursor(db=env.open_db(name, txn=txn, create=False))]
+    env.close()
+    return out
 
 
 # --------------------------------------------------------------------------- encoding
@@ -192,16 +209,19 @@ def test_values_cast_when_lossless_only():
 
 def test_schema_json():
     js = SCHEMA.to_json()
-    import json
     obj = json.loads(js)
-    assert obj["format"] == "yeast-pipeline.records" and obj["version"] == 1
+    assert obj["format"] == "yeast-pipeline.records" and obj["version"] == 2
     assert obj["sections"][0] == ["genes", "<i4"] and obj["sections"][1] == ["types", "|u1"]
+    assert obj["core"] == ["genes", "types"] and json.loads(SCHEMA_FLIPS.to_json())["core"] == [
+        "genes", "types", "node_flips"]
     assert RecordSchema.from_json(js) == SCHEMA
     assert RecordSchema((("a", ">i4"),)) == RecordSchema((("a", "<i4"),))  # stored little-endian
     with pytest.raises(StoreError, match="foreign"):
         RecordSchema.from_json(b'{"format": "other", "version": 1, "sections": []}')
-    with pytest.raises(StoreError, match="version 2"):
-        RecordSchema.from_json(b'{"format": "yeast-pipeline.records", "version": 2, "sections": []}')
+    with pytest.raises(StoreError, match="version 1, this code reads 2: rebuild the records with --lmdb"):
+        RecordSchema.from_json(b'{"format": "yeast-pipeline.records", "version": 1, "sections": []}')
+    with pytest.raises(StoreError, match=r"core sections \['types'\], expected \['genes', 'types'\]"):
+        RecordSchema.from_json(json.dumps({**obj, "core": ["types"]}).encode())
     with pytest.raises(ValueError, match="duplicate"):
         RecordSchema((("a", np.int32), ("a", np.uint8)))
     with pytest.raises(ValueError, match="not supported"):
@@ -254,6 +274,7 @@ def test_key_order_is_id_order(tmp_path):
         metakeys = [k for k, _ in txn.cursor(db=meta)]
         assert metakeys == [b"chunk:00000000", b"chunk:00000001", b"chunk:00000002", b"manifest", b"schema"]
     env.close()
+    assert db_keys(path)[b"core"] == ids
 
 
 def test_resume_and_incomplete(tmp_path):
@@ -285,6 +306,9 @@ def test_reput_chunk_replaces_and_overlap_refused(tmp_path):
     r = open_records(path)
     assert len(r) == 6 and r.verify() == []
     assert_same(r.get(5), sample(make_columns(6, seed=9), 5))
+    assert_columns_equal(r.get_batch(range(6), sections=["genes", "types"]), r.get_batch(range(6)), ["genes", "types"])
+    r.close()
+    assert db_keys(path) == {b"samples": list(range(6)), b"core": list(range(6))}
 
 
 def test_reopen_finished_store_removes_manifest_on_write(tmp_path):
@@ -385,7 +409,6 @@ def assert_columns_equal(got: dict, want: dict, names) -> None:
 
 
 def test_selective_decode_equals_full_for_every_subset(tmp_path):
-    import itertools
     path = tmp_path / "records.lmdb"
     m = 40
     cols = with_zero_samples(make_columns(m, seed=5), [0, 13, 39])  # "empty" is empty everywhere
@@ -432,14 +455,186 @@ def test_selective_unknown_section(tmp_path):
         decode_batch(SCHEMA, [], sections=["nope"])
 
 
+# --------------------------------------------------------------------------- the core database
+
+
+def _core_subsets(schema: RecordSchema):
+    core = schema.core().names
+    for k in range(len(core) + 1):
+        yield from itertools.combinations(core, k)
+
+
+@pytest.mark.parametrize("schema", [SCHEMA, SCHEMA_FLIPS], ids=["genes-types", "with-node-flips"])
+def test_core_reads_equal_samples_reads_for_every_core_subset(tmp_path, schema):
+    path = tmp_path / "records.lmdb"
+    cols = {n: with_zero_samples({n: c}, [0, 13])[n] if n != "genes" else c
+            for n, c in make_columns(60, seed=11, schema=schema).items()}
+    w = RecordWriter(path, schema)
+    w.put_chunk(0, 0, {n: (p[:31], v) for n, (p, v) in cols.items()})  # samples 0..29
+    w.put_chunk(1, 30, {n: (p[30:], v) for n, (p, v) in cols.items()})  # samples 30..59 (indptr from > 0)
+    w.finish({})
+    r = open_records(path)
+    assert r.schema.core().names == (("genes", "types", "node_flips") if schema is SCHEMA_FLIPS
+                                     else ("genes", "types"))
+    ids = np.array([13, 0, 5, 59, 5, 31, 30, 29, 1, 44], np.int64)  # both chunks, repeats, empty samples
+    full = r.get_batch(ids)
+    for subset in _core_subsets(schema):
+        for order in (subset, subset[::-1]):
+            core = r.get_batch(ids, sections=order)  # from core
+            assert_columns_equal(core, full, subset)
+            # from samples: a non-core section in the request sends it there
+            via_samples = r.get_batch(ids, sections=[*order, "big"])
+            assert_columns_equal({k: via_samples[k] for k in subset}, core, subset)
+            for p, v in core.values():
+                assert v.flags.writeable and v.flags.aligned and p.flags.writeable
+    assert_columns_equal(r.get_batch(range(60), sections=schema.core().names), cols, schema.core().names)
+    assert r.get_batch([], sections=["genes"])["genes"][0].tolist() == [0]
+    with pytest.raises(KeyError, match=r"no sample\(s\) \[60\]"):
+        r.get_batch([3, 60], sections=["types"])
+    assert r.verify() == []
+    r.close()
+    # every core value, parsed by hand: the samples encoding of the core sections only
+    env, _, _ = raw_env(path)
+    with env.begin(db=env.open_db(b"core", create=False)) as txn:
+        got = {int.from_bytes(k, "big"): independent_decode(schema.core(), v) for k, v in txn.cursor()}
+    env.close()
+    assert sorted(got) == list(range(60))
+    for i, d in got.items():
+        assert_same(d, {n: a for n, a in sample(cols, i).items() if n in schema.core().names})
+
+
+def test_core_reads_do_not_touch_samples(tmp_path):
+    """Reads of core sections go to ``core``: a damaged ``samples`` value does not affect them (and vice versa)."""
+    path = tmp_path / "records.lmdb"
+    expected = write_store(path, [(0, 0, 10)], schema=SCHEMA_FLIPS)
+    _replace(path, 4, lambda b: b"XXXX" + b[4:])
+    _replace(path, 6, lambda b: b"XXXX" + b[4:], db=b"core")
+    r = open_records(path)
+    got = r.get_batch([4, 5], sections=["genes", "node_flips"])
+    np.testing.assert_array_equal(got["node_flips"][1], np.concatenate([expected[i]["node_flips"] for i in (4, 5)]))
+    with pytest.raises(StoreError, match="sample 4: expected magic"):
+        r.get_batch([4], sections=["genes", "big"])
+    assert_same(r.get(6), expected[6])  # get reads samples
+    r.get_batch([6], sections=["types", "w"])
+
+
+def test_damaged_core_value_caught_by_verify_and_by_reads(tmp_path):
+    path = tmp_path / "records.lmdb"
+    write_store(path, [(0, 0, 10), (1, 10, 10)], schema=SCHEMA_FLIPS)
+    assert open_records(path).verify() == []
+
+    def flip(b: bytes) -> bytes:  # a payload byte: the record still decodes
+        a = bytearray(b)
+        a[-9 if len(a) > 24 else 16] ^= 0x01
+        return bytes(a)
+
+    _replace(path, 14, flip, db=b"core")
+    problems = open_records(path).verify()
+    assert len(problems) == 1 and problems[0].startswith("chunk 1 (ids 10..19) in core: core_sha256 differs"), problems
+    # damaged headers: the read names the sample (and the database)
+    msgs = {3: (lambda b: b"XXXX" + b[4:], "expected magic"), 5: (lambda b: b[:-8], "truncated record"),
+            7: (lambda b: b[:6] + struct.pack("<H", 6) + b[8:], "expected 3 sections"),
+            9: (lambda b: b + b"\0" * 8, "record too long")}
+    for i, (fn, _) in msgs.items():
+        _replace(path, i, fn, db=b"core")
+    r = open_records(path)
+    for i, (_, msg) in msgs.items():
+        for sections in (["genes"], ["types", "node_flips"], []):
+            with pytest.raises(StoreError, match=rf"records.lmdb: sample {i}: {msg}.*\(core database\)"):
+                r.get_batch([0, i, 1], sections=sections)
+    assert len(r.verify()) == 2
+    r.close()
+    # a missing core record, a core record of no chunk
+    _replace(path, 2, lambda b: None, db=b"core")
+    r = open_records(path)
+    with pytest.raises(KeyError, match=r"no sample\(s\) \[2\]"):
+        r.get_batch([1, 2], sections=["genes"])
+    assert "chunk 0: sample 2 missing in core (expected ids 0..9)" in r.verify()
+    r.close()
+    write_store(path2 := tmp_path / "b.lmdb", [(0, 0, 5)], schema=SCHEMA_FLIPS)
+    _replace(path2, 4, lambda b: b, db=b"core")
+    env, _, _ = raw_env(path2, write=True)
+    with env.begin(write=True, db=env.open_db(b"core", create=False)) as txn:
+        txn.put(struct.pack(">Q", 99), txn.get(struct.pack(">Q", 4)))
+    env.close()
+    assert open_records(path2).verify() == ["1 record(s) in core belong to no chunk"]
+
+
+def _make_version_1(path: Path) -> None:
+    """Turn a store into what version 1 wrote: no core database, no core_sha256, schema version 1."""
+    env, _, meta = raw_env(path, write=True)
+    with env.begin(write=True) as txn:
+        txn.drop(env.open_db(b"core", txn=txn, create=False), delete=True)
+        obj = json.loads(txn.get(b"schema", db=meta))
+        del obj["core"]
+        txn.put(b"schema", json.dumps({**obj, "version": 1}).encode(), db=meta)
+        for k, v in list(txn.cursor(db=meta)):
+            if k.startswith(b"chunk:"):
+                mk = json.loads(v)
+                del mk["core_sha256"]
+                txn.put(k, json.dumps(mk).encode(), db=meta)
+    env.close()
+
+
+def test_version_1_store_refused_with_rebuild_message(tmp_path):
+    path = tmp_path / "records.lmdb"
+    write_store(path, [(0, 0, 5)])
+    _make_version_1(path)
+    msg = r"records.lmdb: record schema version 1, this code reads 2: rebuild the records with --lmdb"
+    with pytest.raises(StoreError, match=msg):
+        open_records(path)
+    with pytest.raises(StoreError, match=msg):
+        RecordReader(path).get_batch([0], sections=["genes"])
+    with pytest.raises(StoreError, match=msg):
+        RecordWriter(path, SCHEMA)  # not resumed into a mixed store
+    # a version-2 schema without its core database: refused too
+    p2 = tmp_path / "nocore.lmdb"
+    write_store(p2, [(0, 0, 5)])
+    env, _, _ = raw_env(p2, write=True)
+    with env.begin(write=True) as txn:
+        txn.drop(env.open_db(b"core", txn=txn, create=False), delete=True)
+    env.close()
+    with pytest.raises(StoreError, match="nocore.lmdb: no 'core' database.*rebuild it with --lmdb"):
+        open_records(p2)
+
+
+def test_chunk_commit_is_atomic_across_both_databases(tmp_path, monkeypatch):
+    """A chunk whose transaction fails after its records are put leaves neither database holding it; resumable."""
+    path = tmp_path / "records.lmdb"
+    write_store(path, [(0, 0, 10)], finish=False)
+
+    def boom(chunk: int) -> bytes:
+        raise RuntimeError("killed inside the transaction")
+
+    w = RecordWriter(path, SCHEMA)
+    monkeypatch.setattr(writer_mod, "chunk_key", boom)  # raised after both databases' puts, before the marker
+    with pytest.raises(RuntimeError, match="killed"):
+        w.put_chunk(1, 10, make_columns(7, seed=1))
+    monkeypatch.undo()
+    w.close()
+    assert db_keys(path) == {b"samples": list(range(10)), b"core": list(range(10))}
+    w = RecordWriter(path, SCHEMA)
+    assert w.done_chunks() == {0}
+    w.put_chunk(1, 10, make_columns(7, seed=1))
+    w.finish({})
+    r = open_records(path)
+    assert r.verify() == [] and len(r) == 17
+    assert_columns_equal(r.get_batch(range(10, 17), sections=["types"]), make_columns(7, seed=1), ["types"])
+
+
 # --------------------------------------------------------------------------- corruption
 
 
-def _replace(path: Path, sample_id: int, fn) -> None:
-    env, samples, _ = raw_env(path, write=True)
-    with env.begin(write=True, db=samples) as txn:
+def _replace(path: Path, sample_id: int, fn, db: bytes = b"samples") -> None:
+    """Replace a stored value by ``fn(value)`` (``db``: ``samples`` or ``core``); ``fn`` returning None deletes it."""
+    env, _, _ = raw_env(path, write=True)
+    with env.begin(write=True, db=env.open_db(db, create=False)) as txn:
         key = struct.pack(">Q", sample_id)
-        txn.put(key, fn(bytes(txn.get(key))))
+        new = fn(bytes(txn.get(key))) if txn.get(key) is not None else fn(None)
+        if new is None:
+            txn.delete(key)
+        else:
+            txn.put(key, new)
     env.close()
 
 
@@ -479,7 +674,7 @@ def test_corrupt_record_names_the_sample_in_selective_reads(tmp_path):
     r = open_records(path)
     msgs = {5: "expected magic", 7: "truncated record: its header says", 9: "expected record version 1, got 2",
             11: "truncated", 13: "expected 6 sections", 15: "record too long"}
-    for sections in (["genes"], ["types", "edges:string12_coexpression"], []):
+    for sections in (["genes", "big"], ["types", "edges:string12_coexpression"], ["empty"]):  # samples reads
         for bad, msg in msgs.items():
             with pytest.raises(StoreError, match=rf"records.lmdb: sample {bad}: {msg}"):
                 r.get_batch([0, 1, bad, 2], sections=sections)
@@ -540,7 +735,10 @@ def test_killed_writer_loses_at_most_the_chunk_in_flight(tmp_path):
             proc.kill()
             proc.wait()
     assert proc.returncode == -signal.SIGKILL
+    keys = db_keys(path)  # both databases hold exactly the committed chunks
+    assert keys[b"samples"] == keys[b"core"] and len(keys[b"core"]) % 2000 == 0
     w = RecordWriter(path, SCHEMA)
+    assert len(keys[b"core"]) == 2000 * len(w.done_chunks())
     done = w.done_chunks()
     assert 0 in done and done == set(range(len(done)))  # a sequential writer: a prefix of chunks
     # resume: the chunk in flight is redone, then finish
@@ -557,6 +755,7 @@ def test_killed_writer_loses_at_most_the_chunk_in_flight(tmp_path):
         for name, (p, v) in cols.items():
             np.testing.assert_array_equal(batch[name][0], p)
             np.testing.assert_array_equal(batch[name][1], v)
+        assert_columns_equal(r.get_batch(ids, sections=["genes", "types"]), cols, ["genes", "types"])  # core
 
 
 # --------------------------------------------------------------------------- fork / spawn

@@ -3,8 +3,10 @@
 A record holds, for one sample, a fixed list of named 1-D arrays ("sections"); the list
 and the dtypes (the :class:`RecordSchema`) are stored once per store. A precompute store
 writes ``genes``, ``types``, ``node_flips``, one ``edges:<type>`` per edge type and one
-``khop:<mode>:k<k>`` per k-hop set (``pipeline.precompute.stages.record_sections``). The
-exact layout is the "records" section of ``storage_layout.md``.
+``khop:<mode>:k<k>`` per k-hop set (``pipeline.precompute.stages.record_sections``), and a
+copy of its small ``genes``, ``types``, ``node_flips`` in the ``core`` database (what the
+stream reads: a few pages a chunk instead of every page of every record). The exact layout
+is the "records" section of ``storage_layout.md``.
 
 - :mod:`.format`: keys, schema, record encoding and decoding (no LMDB);
 - :mod:`.writer`: :class:`RecordWriter`, one transaction per chunk, resumable;
@@ -26,6 +28,8 @@ exact layout is the "records" section of ``storage_layout.md``.
 
 from pipeline.precompute.records.format import (
     CHUNK_PREFIX,
+    CORE_DB,
+    CORE_SECTIONS,
     FORMAT,
     FORMAT_VERSION,
     MAGIC,
@@ -46,7 +50,8 @@ from pipeline.precompute.records.reader import RecordReader, open_records
 from pipeline.precompute.records.writer import DEFAULT_MAP_SIZE, RecordWriter
 
 __all__ = [
-    "CHUNK_PREFIX", "DEFAULT_MAP_SIZE", "FORMAT", "FORMAT_VERSION", "MAGIC", "MANIFEST_KEY", "META_DB",
+    "CHUNK_PREFIX", "CORE_DB", "CORE_SECTIONS", "DEFAULT_MAP_SIZE", "FORMAT", "FORMAT_VERSION", "MAGIC",
+    "MANIFEST_KEY", "META_DB",
     "RECORD_VERSION", "SAMPLES_DB", "SCHEMA_KEY", "RecordReader", "RecordSchema", "RecordWriter",
     "chunk_key", "decode_batch", "decode_record", "encode_records", "header_size", "open_records",
     "sample_key",

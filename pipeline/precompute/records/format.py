@@ -1,4 +1,4 @@
-"""The binary layout of a records store (version 1): keys, schema, record encoding and decoding.
+"""The binary layout of a records store (version 2): keys, schema, record encoding and decoding.
 
 No LMDB here: pure bytes and numpy. The exact layout is the "records" section of
 ``storage_layout.md``; in short:
@@ -10,9 +10,13 @@ No LMDB here: pure bytes and numpy. The exact layout is the "records" section of
   starting at a multiple of 8 from the value's start, zero padding between sections and
   after the last one. A value's length is therefore
   ``header_size(n) + sum(pad8(count_i * itemsize_i))``, a multiple of 8.
+- ``core`` database (version 2): the same keys; value = a record in the same encoding of
+  the :meth:`RecordSchema.core` schema: only the schema's sections named in
+  :data:`CORE_SECTIONS` (``genes``, ``types``, ``node_flips``), in schema order. A copy of
+  those sections in small values, so that reading them does not fault in whole records.
 - ``meta`` database: ``schema`` -> :meth:`RecordSchema.to_json`; ``chunk:%08d`` -> JSON
-  marker ``{"first", "count", "sha256"}`` (sha256 over the chunk's values in id order);
-  ``manifest`` -> JSON, written last.
+  marker ``{"first", "count", "sha256", "core_sha256"}`` (sha256 over the chunk's
+  ``samples`` values, resp. ``core`` values, in id order); ``manifest`` -> JSON, written last.
 
 >>> header_size(2), sample_key(258).hex(), chunk_key(7)
 (16, '0000000000000102', b'chunk:00000007')
@@ -31,10 +35,14 @@ import numpy as np
 from pipeline.core.errors import StoreError
 
 FORMAT = "yeast-pipeline.records"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MAGIC = b"YPR1"
 RECORD_VERSION = 1
 SAMPLES_DB = b"samples"
+CORE_DB = b"core"
+#: The sections copied into the ``core`` database (those of them a schema has, in schema order):
+#: what the stream's ``index``, ``transformer`` and ``graph`` formats read.
+CORE_SECTIONS = ("genes", "types", "node_flips")
 META_DB = b"meta"
 SCHEMA_KEY = b"schema"
 MANIFEST_KEY = b"manifest"
@@ -159,9 +167,19 @@ class RecordSchema:
             raise ValueError(f"unknown section(s) {unknown}; the schema's sections are {list(self.names)}")
         return tuple(sorted({pos[n] for n in names}))
 
+    def core(self) -> RecordSchema:
+        """The schema of the ``core`` records: this schema's sections named in :data:`CORE_SECTIONS`, in order.
+
+        >>> RecordSchema((("types", np.uint8), ("edges:x", np.int32), ("genes", np.int32))).core().names
+        ('types', 'genes')
+        """
+        return RecordSchema(tuple((n, d) for n, d in self.sections if n in CORE_SECTIONS))
+
     def to_dict(self) -> dict[str, Any]:
-        """The stored schema object: ``{"format", "version", "sections": [[name, dtype_str], ...]}``."""
-        return {"format": FORMAT, "version": FORMAT_VERSION, "sections": [[n, d.str] for n, d in self.sections]}
+        """The stored schema object: ``{"format", "version", "sections": [[name, dtype_str], ...],
+        "core": [name, ...]}`` (``core``: the names of :meth:`core`, checked on reading)."""
+        return {"format": FORMAT, "version": FORMAT_VERSION, "sections": [[n, d.str] for n, d in self.sections],
+                "core": list(self.core().names)}
 
     @classmethod
     def from_dict(cls, obj: Any) -> RecordSchema:
@@ -170,11 +188,16 @@ class RecordSchema:
             got = obj.get("format") if isinstance(obj, dict) else type(obj).__name__
             raise StoreError(f"foreign record schema: expected format {FORMAT!r}, got {got!r}")
         if obj.get("version") != FORMAT_VERSION:
-            raise StoreError(f"record schema version {obj.get('version')!r}, this code reads {FORMAT_VERSION}")
+            raise StoreError(f"record schema version {obj.get('version')!r}, this code reads {FORMAT_VERSION}: "
+                             f"rebuild the records with --lmdb")
         try:
-            return cls(tuple((str(n), np.dtype(d)) for n, d in obj["sections"]))
+            schema = cls(tuple((str(n), np.dtype(d)) for n, d in obj["sections"]))
         except (KeyError, TypeError, ValueError) as e:
             raise StoreError(f"bad record schema sections: {e}") from None
+        if obj.get("core") != list(schema.core().names):
+            raise StoreError(f"record schema: core sections {obj.get('core')!r}, expected "
+                             f"{list(schema.core().names)} (those of {list(CORE_SECTIONS)} in the schema)")
+        return schema
 
     def to_json(self) -> bytes:
         """:meth:`to_dict` as the JSON bytes stored under ``meta`` key ``schema``."""

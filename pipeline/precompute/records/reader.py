@@ -25,6 +25,7 @@ import numpy as np
 from pipeline.core.errors import StoreError
 from pipeline.precompute.records.format import (
     CHUNK_PREFIX,
+    CORE_DB,
     FORMAT,
     MANIFEST_KEY,
     META_DB,
@@ -55,7 +56,7 @@ class _SharedEnv:
         self.pid = os.getpid()
         self.env: lmdb.Environment | None = None
         try:
-            env = lmdb.open(str(path), subdir=True, readonly=True, lock=False, readahead=False, max_dbs=2)
+            env = lmdb.open(str(path), subdir=True, readonly=True, lock=False, readahead=False, max_dbs=3)
         except lmdb.InvalidError as e:
             raise StoreError(f"{path}: not an LMDB environment: {e}") from None
         except lmdb.Error as e:
@@ -66,6 +67,10 @@ class _SharedEnv:
         except lmdb.Error:
             env.close()
             raise StoreError(f"{path}: not a {FORMAT} store (no 'samples'/'meta' databases)") from None
+        try:  # absent from a version-1 store: refused by its schema's version (see RecordReader._load_meta)
+            self.core = env.open_db(CORE_DB, create=False)
+        except lmdb.Error:
+            self.core = None
         self.env = env
 
     def close(self) -> None:
@@ -120,10 +125,11 @@ def _overlaps(chunks: dict[int, dict[str, Any]]) -> list[str]:
             for (f0, n0, c0), (f1, _, c1) in pairwise(spans) if n0 and f1 < f0 + n0]
 
 
-def _chunk_digest(txn: lmdb.Transaction, first: int, count: int) -> tuple[int, str]:
-    """(records found, sha256 hex of their values) for ids ``first..first+count-1``, stopping at the first gap."""
+def _chunk_digest(txn: lmdb.Transaction, db: Any, first: int, count: int) -> tuple[int, str]:
+    """(records found, sha256 hex of their values) in ``db`` for ids ``first..first+count-1``, stopping at the
+    first gap."""
     digest = hashlib.sha256()
-    cur = txn.cursor()
+    cur = txn.cursor(db=db)
     got = 0
     if count and cur.set_key(sample_key(first)):
         for k, v in cur:
@@ -134,15 +140,19 @@ def _chunk_digest(txn: lmdb.Transaction, first: int, count: int) -> tuple[int, s
     return got, digest.hexdigest()
 
 
-def _verify_chunk(txn: lmdb.Transaction, c: int, mk: dict[str, Any]) -> tuple[int, str | None]:
-    """(records found, the problem or None) of chunk ``c`` against its marker ``mk``."""
+def _verify_chunk(txn: lmdb.Transaction, db: Any, c: int, mk: dict[str, Any], field: str,
+                  where: str) -> tuple[int, str | None]:
+    """(records found in ``db``, the problem or None) of chunk ``c`` against its marker ``mk``'s ``field``.
+
+    ``where``: how the problem names the database (``""`` for ``samples``, ``" in core"``).
+    """
     first, count = int(mk["first"]), int(mk["count"])
-    got, hexdigest = _chunk_digest(txn, first, count)
+    got, hexdigest = _chunk_digest(txn, db, first, count)
     if got != count:
-        return got, f"chunk {c}: sample {first + got} missing (expected ids {first}..{first + count - 1})"
-    if hexdigest != mk["sha256"]:
-        return got, (f"chunk {c} (ids {first}..{first + count - 1}): sha256 differs "
-                     f"(stored {mk['sha256'][:12]}, computed {hexdigest[:12]})")
+        return got, f"chunk {c}: sample {first + got} missing{where} (expected ids {first}..{first + count - 1})"
+    if hexdigest != mk.get(field):
+        return got, (f"chunk {c} (ids {first}..{first + count - 1}){where}: {field} differs "
+                     f"(stored {str(mk.get(field))[:12]}, computed {hexdigest[:12]})")
     return got, None
 
 
@@ -164,6 +174,7 @@ class RecordReader:
         self.path = Path(path)
         self._h: _SharedEnv | None = None
         self._schema: RecordSchema | None = None
+        self._core: RecordSchema | None = None  # the schema of the ``core`` records
         self._manifest: dict | None = None
         self._len: int | None = None
 
@@ -194,26 +205,29 @@ class RecordReader:
         """Let go of the environment (closed when no other reader of the store in this process holds it)."""
         self._h = None
 
-    def _read_meta(self) -> tuple[bytes | None, bytes | None, int]:
+    def _read_meta(self) -> tuple[bytes | None, bytes | None, int, bool]:
         h = self._open()
         with h.env.begin(db=h.meta) as txn:
-            return txn.get(SCHEMA_KEY), txn.get(MANIFEST_KEY), int(txn.stat(h.samples)["entries"])
+            return txn.get(SCHEMA_KEY), txn.get(MANIFEST_KEY), int(txn.stat(h.samples)["entries"]), h.core is not None
 
     def _load_meta(self) -> None:
-        """Read schema, manifest and record count; StoreError if foreign or incomplete (no manifest)."""
+        """Read schema, manifest and record count; StoreError if foreign, of another version (rebuild it),
+        without its ``core`` database or incomplete (no manifest)."""
         # no handle in this frame: a traceback kept by the caller must not keep the environment open
-        raw, man, n = self._read_meta()
+        raw, man, n, has_core = self._read_meta()
         if raw is None:
             raise StoreError(f"{self.path}: not a {FORMAT} store (no schema)")
         try:
             schema = RecordSchema.from_json(raw)
         except StoreError as e:
             raise StoreError(f"{self.path}: {e}") from None
+        if not has_core:
+            raise StoreError(f"{self.path}: no 'core' database: a damaged {FORMAT} store; rebuild it with --lmdb")
         if man is None:
             raise StoreError(f"{self.path}: incomplete records store (no manifest: its writer did not finish "
                              f"or was killed); resume or rebuild it")
         self._manifest = parse_json(man, f"{self.path}: manifest")
-        self._schema, self._len = schema, n
+        self._schema, self._core, self._len = schema, schema.core(), n
 
     @property
     def schema(self) -> RecordSchema:
@@ -262,32 +276,35 @@ class RecordReader:
         Returns section name -> (indptr int64 [m+1], values), copies that stay valid after
         the reader is closed. ``sections`` (an iterable of the schema's section names):
         only those sections (in schema order; repeats ignored), each entry equal to the
-        full decode's; the values are read
-        zero-copy (memoryviews into the map) and only each record's header and the
-        requested sections' bytes are copied and decoded, so a chunk's perturbation
-        (``genes``, ``types``) costs its ~30 bytes a sample instead of the whole record.
-        py-lmdb itself touches one byte of every page of each value it returns, so a
-        cold read still faults all of a record's pages in (see ``storage_layout.md``).
-        ``None``: every section.
+        full decode's. When every requested section is a core one (``genes``, ``types``,
+        ``node_flips``: :meth:`RecordSchema.core`), the records are read from the ``core``
+        database, whose small values hold only those sections: py-lmdb touches one byte of
+        every page of each value it returns, so reading ``samples`` faults in whole records
+        (~11 KB) on a cold cache (see ``storage_layout.md``). Otherwise the ``samples``
+        records are read zero-copy (memoryviews into the map) and only each record's header
+        and the requested sections' bytes are copied and decoded. ``None``: every section.
 
         KeyError if an id is negative, not an integer or absent; ValueError naming the
         unknown names (and the schema's sections) if ``sections`` has any (TypeError if it
         is a single string); StoreError
-        naming the sample id on a damaged record (checked whatever ``sections`` is).
+        naming the sample id on a damaged record (checked whatever ``sections`` is; in
+        the database read).
         """
         schema = self.schema
+        core = self._core
         if sections is not None:
             try:
                 sections = [schema.names[s] for s in schema.positions(sections)]
             except ValueError as e:
                 raise ValueError(f"{self.path}: {e}") from None
+        use_core = sections is not None and core is not None and set(sections) <= set(core.names)
         h = self._open()
         ids = np.asarray(sample_ids)
         if ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0):
             raise KeyError(f"{self.path}: sample ids must be non-negative integers")
         ids = ids.astype(np.uint64, copy=False).ravel()
         keys = sample_keys(ids)
-        with h.env.begin(db=h.samples, buffers=True) as txn:
+        with h.env.begin(db=h.core if use_core else h.samples, buffers=True) as txn:
             cur = txn.cursor()
             if hasattr(cur, "getmulti"):
                 vals = [v for _, v in cur.getmulti(keys)]
@@ -299,29 +316,38 @@ class RecordReader:
                 missing = [int(i) for i, v in zip(ids, vals, strict=True) if v is None]
                 raise KeyError(f"{self.path}: no sample(s) {missing[:10]}")
             try:  # copies: valid after the transaction (the memoryviews are not)
+                if use_core:  # small values: the whole-record decode (one join) is the cheaper one
+                    cols = decode_batch(core, vals, sample_ids=ids)
+                    return {name: cols[name] for name in sections}  # type: ignore[union-attr]
                 return decode_batch(schema, vals, sample_ids=ids, sections=sections)
             except StoreError as e:
-                raise StoreError(f"{self.path}: {e}") from None
+                raise StoreError(f"{self.path}: {e}{' (core database)' if use_core else ''}") from None
 
     def verify(self) -> list[str]:
-        """Recompute every chunk's sha256 from the stored values; problems found (empty = ok).
+        """Recompute every chunk's sha256 (``samples``) and core_sha256 (``core``) from the stored values;
+        problems found (empty = ok).
 
         Also reports chunks whose id ranges overlap and, when nothing else is wrong,
-        records that belong to no chunk.
+        records (of either database) that belong to no chunk.
         """
         h = self._open()
         chunks = self.chunks()
         problems = _overlaps(chunks)
-        covered = 0
-        with h.env.begin(db=h.samples, buffers=True) as txn:
+        if h.core is None:
+            return [*problems, "no 'core' database"]
+        dbs = ((h.samples, "sha256", ""), (h.core, "core_sha256", " in core"))
+        covered = [0, 0]
+        with h.env.begin(buffers=True) as txn:
             for c, mk in sorted(chunks.items()):
-                got, problem = _verify_chunk(txn, c, mk)
-                covered += got
-                if problem is not None:
-                    problems.append(problem)
-            entries = int(txn.stat(h.samples)["entries"])
-        if entries != covered and not problems:
-            problems.append(f"{entries - covered} record(s) belong to no chunk")
+                for i, (db, field, where) in enumerate(dbs):
+                    got, problem = _verify_chunk(txn, db, c, mk, field, where)
+                    covered[i] += got
+                    if problem is not None:
+                        problems.append(problem)
+            entries = [int(txn.stat(db)["entries"]) for db, _, _ in dbs]
+        if not problems:
+            problems += [f"{e - n} record(s){where} belong to no chunk"
+                         for e, n, (_, _, where) in zip(entries, covered, dbs, strict=True) if e != n]
         return problems
 
 

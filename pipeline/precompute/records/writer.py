@@ -1,6 +1,7 @@
 """The single writer of a records store: one LMDB transaction per chunk (records + marker), manifest last.
 
-A chunk's records and its ``chunk:`` marker are committed in ONE transaction, so a killed
+A chunk's records (in ``samples`` and their ``core`` copies) and its ``chunk:`` marker are
+committed in ONE transaction, so a killed
 writer (kill -9) loses at most the chunk in flight; a new :class:`RecordWriter` on the
 same path sees exactly the committed chunks in :meth:`RecordWriter.done_chunks`.
 Publishing the directory atomically is the caller's job.
@@ -22,6 +23,7 @@ import numpy as np
 from pipeline.core.errors import StoreError
 from pipeline.precompute.records.format import (
     CHUNK_PREFIX,
+    CORE_DB,
     FORMAT,
     MANIFEST_KEY,
     META_DB,
@@ -49,7 +51,7 @@ def _open_env(path: Path, map_size: int, sync: bool) -> lmdb.Environment:
     """Open (create) the writable environment directory ``path``; StoreError naming it if that fails."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        return lmdb.open(str(path), subdir=True, max_dbs=2, map_size=map_size, meminit=False,
+        return lmdb.open(str(path), subdir=True, max_dbs=3, map_size=map_size, meminit=False,
                          sync=sync, metasync=sync)
     except (OSError, lmdb.Error) as e:
         raise StoreError(f"{path}: cannot open as an LMDB environment: {e}") from None
@@ -79,6 +81,7 @@ class RecordWriter:
         self.path = Path(path)
         self.schema = schema
         self._map_size = int(map_size or DEFAULT_MAP_SIZE)
+        self._core_schema = schema.core()
         self._scratch: np.ndarray | None = None
         self._chunks: dict[int, dict[str, Any]] = {}
         self._finished = False
@@ -86,6 +89,7 @@ class RecordWriter:
         try:
             self._map_size = max(self._map_size, int(self._env.info()["map_size"]))  # an existing map may be larger
             self._samples = self._env.open_db(SAMPLES_DB)
+            self._core = self._env.open_db(CORE_DB)
             self._meta = self._env.open_db(META_DB)
             self._write(self._load_state)
         except BaseException:
@@ -131,7 +135,7 @@ class RecordWriter:
         """Store the schema in a new store or check it against an existing one's; read its markers."""
         have = txn.get(SCHEMA_KEY, db=self._meta)
         if have is None:
-            if txn.stat(self._samples)["entries"]:
+            if txn.stat(self._samples)["entries"] or txn.stat(self._core)["entries"]:
                 raise StoreError(f"{self.path}: holds records but no schema: not a {FORMAT} store")
             txn.put(SCHEMA_KEY, self.schema.to_json(), db=self._meta)
         else:
@@ -168,6 +172,7 @@ class RecordWriter:
     def put_chunk(self, chunk: int, first_sample_id: int, columns: Columns) -> None:
         """Write samples ``first_sample_id..first_sample_id+m-1`` and the marker of ``chunk``, in one transaction.
 
+        Each sample's record goes to ``samples`` and its core sections' record to ``core``.
         ``columns``: section name -> (indptr int64 [m+1], values), as for
         :func:`~pipeline.precompute.records.format.encode_records`. ``chunk`` must be in
         0..99999999 (ValueError); a committed chunk of that number is replaced.
@@ -181,28 +186,35 @@ class RecordWriter:
             self._scratch = buf.view(np.uint64)  # reused by the next chunk (no fresh pages to fault in)
         m = len(lengths)
         self._check_ids(chunk, first, m)
-        marker = {"first": first, "count": m, "sha256": hashlib.sha256(buf).hexdigest()}
-        mv = memoryview(buf)
-        items = list(zip(sample_keys(np.arange(first, first + m, dtype=np.uint64)),
-                         (mv[a:a + n] for a, n in zip(starts.tolist(), lengths.tolist(), strict=True)),
-                         strict=True))
+        # the core copy: the same columns (checked above), only the core sections
+        cbuf, cstarts, clengths = encode_buffer(self._core_schema, {n: columns[n] for n in self._core_schema.names})
+        marker = {"first": first, "count": m, "sha256": hashlib.sha256(buf).hexdigest(),
+                  "core_sha256": hashlib.sha256(cbuf).hexdigest()}
+        keys = sample_keys(np.arange(first, first + m, dtype=np.uint64))
+        items, core_items = (list(zip(keys, (mv[a:a + n] for a, n in zip(st.tolist(), ln.tolist(), strict=True)),
+                                      strict=True))
+                             for mv, st, ln in ((memoryview(buf), starts, lengths),
+                                                (memoryview(cbuf), cstarts, clengths)))
         old = self._chunks.get(chunk)
-        self._write(lambda txn: self._put_records(txn, chunk, items, old, marker))
+        self._write(lambda txn: self._put_records(txn, chunk, items, core_items, old, marker))
         self._finished = False
         self._chunks[chunk] = marker
 
     def _put_records(self, txn: lmdb.Transaction, chunk: int, items: list[tuple[bytes, memoryview]],
-                     old: dict[str, Any] | None, marker: dict[str, Any]) -> None:
-        """In ``txn``: drop the manifest, replace chunk ``old``'s records by ``items``, put the marker."""
+                     core_items: list[tuple[bytes, memoryview]], old: dict[str, Any] | None,
+                     marker: dict[str, Any]) -> None:
+        """In ``txn``: drop the manifest, replace chunk ``old``'s records by ``items`` (``samples``) and
+        ``core_items`` (``core``), put the marker."""
         if self._finished:
             txn.delete(MANIFEST_KEY, db=self._meta)  # the store is no longer finished
-        if old is not None:
-            for k in sample_keys(np.arange(old["first"], old["first"] + old["count"], dtype=np.uint64)):
-                txn.delete(k, db=self._samples)
-        cur = txn.cursor(db=self._samples)
-        # append mode (no page splits) when the chunk's keys all come after the last stored key
-        append = (not cur.last() or cur.key() < items[0][0]) if items else False
-        cur.putmulti(items, append=append)
+        for db, its in ((self._samples, items), (self._core, core_items)):
+            if old is not None:
+                for k in sample_keys(np.arange(old["first"], old["first"] + old["count"], dtype=np.uint64)):
+                    txn.delete(k, db=db)
+            cur = txn.cursor(db=db)
+            # append mode (no page splits) when the chunk's keys all come after the last stored key
+            append = (not cur.last() or cur.key() < its[0][0]) if its else False
+            cur.putmulti(its, append=append)
         txn.put(chunk_key(chunk), json.dumps(marker).encode(), db=self._meta)
 
     def finish(self, manifest: dict) -> None:
