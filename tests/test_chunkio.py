@@ -365,3 +365,20 @@ def test_mapped_chunks_are_the_stored_chunks_without_a_copy(c, tmp_path):
         seen += 1
     assert (seen > 0) == (c.compressor is None)
     assert {p: p.read_bytes() for p in _files(tmp_path / "a")} == before
+
+
+def test_mapped_runs_of_chunks_join_along_an_axis(tmp_path):
+    """``mapped(cell, count=k, axis=a)``: k chunks stored back to back in one shard file, joined along ``a``
+    (leading chunk axes of length 1); None across shard files, past the array, or along a later axis."""
+    c = Config("negs", "uint8", (2, 70, 12), (1, 8, 12), (1, 32, 12), None)
+    arr = _create(tmp_path / "a", c)
+    data = np.random.default_rng(2).integers(0, 255, c.shape).astype(np.uint8)
+    arr[...] = data
+    d = DirectArray.of(arr)
+    view = d.mapped(1, 0, 0, count=4, axis=1)
+    assert view is not None and view.shape == (1, 32, 12)
+    np.testing.assert_array_equal(view, data[1:2, 0:32])
+    np.testing.assert_array_equal(d.mapped(0, 5, 0, count=3, axis=1), data[0:1, 40:64])
+    assert d.mapped(0, 3, 0, count=2, axis=1) is None  # chunks 3 and 4: two shard files
+    assert d.mapped(0, 8, 0, count=2, axis=1) is None  # chunk 9 would start past the array
+    assert d.mapped(0, 0, 0, count=2, axis=2) is None  # a join after an axis of chunk length 8

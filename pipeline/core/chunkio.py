@@ -333,25 +333,39 @@ class DirectArray:
                     self._read_cell(files, cell, box, out)
         return out.reshape([n for n, k in zip(out.shape, keep, strict=True) if k])
 
-    def mapped(self, *cell: int) -> np.ndarray | None:
-        """The (inner) chunk ``cell`` of an uncompressed array mapped from its file, without a copy: a
-        writable view of the chunk's full shape in a private copy-on-write mapping made for this call
-        (a write to it changes neither the file nor what another call returns), or None where there is
-        nothing to map (compressed or zarr-read arrays, a chunk never written: :meth:`read` those).
-        The files stay open for the object's life (one descriptor each)."""
+    def mapped(self, *cell: int, count: int = 1, axis: int = 0) -> np.ndarray | None:
+        """The (inner) chunk ``cell`` of an uncompressed array, and the ``count - 1`` chunks after it along
+        ``axis``, mapped from their file without a copy: a writable view (the chunks' full shapes,
+        joined along ``axis``) in a private copy-on-write mapping made for this call (a write to it
+        changes neither the file nor what another call returns). None where there is nothing to map
+        that way: compressed or zarr-read arrays, a chunk never written, chunks in different files or
+        not stored back to back, or an ``axis`` after one whose chunks are longer than 1 (the join
+        would not be contiguous); :meth:`read` those. The files stay open (one descriptor each)."""
         lay, source = self._layout, self._source
-        if lay is None or source is None or lay.compressor or len(cell) != len(lay.inner):
+        if lay is None or source is None or lay.compressor or len(cell) != len(lay.inner) or count < 1 \
+                or any(n != 1 for n in lay.inner[:axis]):
             return None
-        cell = tuple(int(c) for c in cell)
-        where = self._locate(self._kept, cell)
-        if where is None:
-            return None
-        f, offset, nbytes = where
-        if nbytes != lay.cell_bytes:
-            raise self._damage(f, f"chunk {cell} holds {nbytes} bytes, expected {lay.cell_bytes}: truncated")
+        first = tuple(int(c) for c in cell)
+        spans = []
+        for j in range(count):
+            c = first[:axis] + (first[axis] + j,) + first[axis + 1:]
+            if c[axis] * lay.inner[axis] >= lay.shape[axis]:
+                return None
+            where = self._locate(self._kept, c)
+            if where is None:
+                return None
+            spans.append(where)
+        f, offset, _ = spans[0]
+        for j, (g, off, nbytes) in enumerate(spans):
+            if nbytes != lay.cell_bytes:
+                raise self._damage(g, f"a chunk holds {nbytes} bytes, expected {lay.cell_bytes}: truncated")
+            if g.path != f.path or off != offset + j * lay.cell_bytes:
+                return None
+        size = count * lay.cell_bytes
         start = offset - offset % mmap.ALLOCATIONGRANULARITY
-        mm = mmap.mmap(f.fh.fileno(), offset + nbytes - start, access=mmap.ACCESS_COPY, offset=start)
-        return np.frombuffer(mm, lay.dtype, math.prod(lay.inner), offset - start).reshape(lay.inner)
+        mm = mmap.mmap(f.fh.fileno(), offset + size - start, access=mmap.ACCESS_COPY, offset=start)
+        shape = lay.inner[:axis] + (count * lay.inner[axis],) + lay.inner[axis + 1:]
+        return np.frombuffer(mm, lay.dtype, math.prod(shape), offset - start).reshape(shape)
 
     def _cells(self, box: list[tuple[int, int]]) -> Iterator[tuple[int, ...]]:
         """The (inner) chunk-grid cells that intersect ``box``, in C order."""

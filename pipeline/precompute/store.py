@@ -71,6 +71,8 @@ BITS_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="noshuffle")
 INNER_BYTES = 1 << 20
 SHARD_BYTES = 1 << 28
 PROGRESS = "progress"  # folder of per-task completion markers (removed at publish)
+#: Inner chunks of adjacency negatives a reader of a few steps at a time maps at once (its read unit).
+ADJ_READ_CHUNKS = 4
 #: Attribute of the adjacency group: how its negatives are packed (NegativePacking.to_dict()).
 NEGATIVE_PACKING = "negative_packing"
 
@@ -313,12 +315,12 @@ class StoreArrays:
 
     @property
     def adjacency_read_steps(self) -> int:
-        """Adjacency steps per inner chunk of the negatives (0 without adjacency rows): the unit a
-        reader of a few steps at a time reads them in (one chunk file range, no codec)."""
+        """Adjacency steps per read unit (:meth:`adjacency_unit`: :data:`ADJ_READ_CHUNKS` inner chunks of the
+        negatives, one file range, no codec); 0 without adjacency rows, 1 without graphs."""
         if ADJACENCY not in self.root:
             return 0
         t = next(iter(sorted(self.root[ADJACENCY].group_keys())), None)
-        return int(self.root[f"{adjacency_path(t)}/negatives"].chunks[1]) if t else self.steps_per_shard
+        return int(self.root[f"{adjacency_path(t)}/negatives"].chunks[1]) * ADJ_READ_CHUNKS if t else 1
 
     @property
     def adjacency_packing(self) -> NegativePacking | None:
@@ -534,13 +536,17 @@ class PrecomputedStore(PublishedStore, StoreArrays):
         the store's file without a copy where they can be (a plain read otherwise)."""
         path = adjacency_path(edge_type)
         negatives = self._reader(f"{path}/negatives")
-        u = negatives.chunks[1]  # == adjacency_read_steps
+        u = negatives.chunks[1] * ADJ_READ_CHUNKS  # == adjacency_read_steps
         steps = slice(unit * u, (unit + 1) * u)
         rows = self._read(f"{path}/rows", epoch, steps)
-        view = negatives.mapped(epoch, unit, 0)
-        if view is None:  # compressed, or never written
+        inner, first = negatives.chunks[1], unit * ADJ_READ_CHUNKS
+        per_shard = self.__dict__.get("_adj_chunks_per_shard") or self.__dict__.setdefault(
+            "_adj_chunks_per_shard", max(1, self.steps_per_shard // inner))  # a zarr call: once
+        count = min(ADJ_READ_CHUNKS, -(-negatives.shape[1] // inner) - first, per_shard - first % per_shard)
+        view = negatives.mapped(epoch, first, 0, count=count, axis=1)  # the unit's chunks in one shard file
+        if view is None or view.shape[1] < len(rows):  # compressed, never written, or across two shards
             return rows, negatives.read(epoch, steps)
-        return rows, view[0, :len(rows), :negatives.shape[2]]  # an inner chunk is (1, U, max(P, 1))
+        return rows, view[0, :len(rows), :negatives.shape[2]]  # inner chunks are (1, U, max(P, 1))
 
     @property
     def n_samples(self) -> int:
