@@ -200,7 +200,7 @@ class PerturbationStream(IterableDataset):
         self.epoch, self._start, self._state_world = 0, 0, self.world_size
         self._pid: int | None = None
         self._decoded: OrderedDict[int, Columns] = OrderedDict()  # map-style reads only
-        self._adj_cache: OrderedDict[tuple[int, int], list[Any]] = OrderedDict()  # (epoch, unit) -> rows
+        self._adj_cache: OrderedDict[tuple[int, int], tuple[Any, Any]] = OrderedDict()  # (epoch, unit) -> rows
 
     # --- process-local stores (opened lazily: after fork/spawn, in the worker) --------------
     def _stores(self) -> dict[str, Any]:
@@ -297,10 +297,10 @@ class PerturbationStream(IterableDataset):
             self._decoded.popitem(last=False)
         return View.build({c: self._decoded[c] for c in need}, self.n_chunks, self.chunk)
 
-    def _adj_unit(self, e: int, unit: int) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-        """One read unit (an inner chunk of steps) of every graph, per step: (rows narrow int [T, R],
-        graph -> packed negatives uint8 [P], views of the store's mapped file where it can be). Built
-        once per unit, kept for the next steps (the last two units)."""
+    def _adj_unit(self, e: int, unit: int) -> tuple[tuple[torch.Tensor, ...], dict[str, tuple[torch.Tensor, ...]]]:
+        """One read unit (``adjacency_read_steps`` consecutive steps) of every graph, per step: (rows
+        narrow int [T, R] per step, graph -> packed negatives uint8 [P] per step, views of the store's
+        mapped file where it can be). Built once per unit, kept for the next steps (the last two units)."""
         key = (e, unit)
         hit = self._adj_cache.get(key)
         if hit is not None:
@@ -309,9 +309,7 @@ class PerturbationStream(IterableDataset):
         parts = {t: z.adjacency_unit(t, e, unit) for t in self.adjacency_graphs}
         narrow = np.int16 if self.n_genes < np.iinfo(np.int16).max else np.int32
         rows = np.stack([r for r, _ in parts.values()], axis=1).astype(narrow)  # [U, T, R]
-        per_graph = [torch.from_numpy(p).unbind(0) for _, p in parts.values()]
-        hit = [(r, dict(zip(parts, ps, strict=True)))
-               for r, *ps in zip(torch.from_numpy(rows).unbind(0), *per_graph, strict=True)]
+        hit = (torch.from_numpy(rows).unbind(0), {t: torch.from_numpy(p).unbind(0) for t, (_, p) in parts.items()})
         self._adj_cache[key] = hit
         while len(self._adj_cache) > 2:
             self._adj_cache.popitem(last=False)
@@ -328,8 +326,9 @@ class PerturbationStream(IterableDataset):
         out = []
         for s in (np.asarray(steps, np.int64).clip(0) % a["steps"]).tolist():
             unit, local = divmod(s, u)
-            rows, packed = self._adj_unit(e, unit)[local]
-            out.append(StepRows(rows, dict(packed), n_neg=pk.n_negatives, bits=pk.bits))
+            rows, packed = self._adj_unit(e, unit)
+            out.append(StepRows(rows[local], {t: p[local] for t, p in packed.items()}, n_neg=pk.n_negatives,
+                                bits=pk.bits))
         return out
 
     def attach_rows(self, block: BatchBlock) -> BatchBlock:
