@@ -409,11 +409,10 @@ def test_resume_after_partial_run_equals_uninterrupted(built, tmp_path):
     assert m["chunks"][1]["crc32"]
 
 
-def test_earlier_runs_chunks_are_reverified_and_readback_is_checked(built, tmp_path, monkeypatch, caplog):
-    """A chunk left by an interrupted run is decoded again before publishing (a damaged one is
-    computed afresh), and a task whose arrays read back differently writes no marker."""
+def _prepared_staging(built, tmp_path):
+    """A fresh build's graph and dataset, and a prepared precompute staging of them (no task run yet):
+    (build result, plan, staging)."""
     from pipeline.precompute import stages as pc
-    from pipeline.precompute import tasks
 
     res, tmp = built
     cfg = BuildConfig.create(graphs=GRAPHS, out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
@@ -421,7 +420,17 @@ def test_earlier_runs_chunks_are_reverified_and_readback_is_checked(built, tmp_p
     with default_layout(tmp):
         r = run_build(cfg)
     plan = pc.plan_precompute(PrecomputeConfig(**PRE), r.graph, r.dataset)
-    staging = pc.prepare_precompute(plan)
+    return r, plan, pc.prepare_precompute(plan)
+
+
+def test_earlier_runs_chunks_are_reverified_and_readback_is_checked(built, tmp_path, monkeypatch, caplog):
+    """A chunk left by an interrupted run is decoded again before publishing (a damaged one is
+    computed afresh), and a task whose arrays read back differently writes no marker."""
+    from pipeline.precompute import stages as pc
+    from pipeline.precompute import tasks
+
+    res = built[0]
+    r, plan, staging = _prepared_staging(built, tmp_path)
     pc.compute_sample_chunk(str(staging), str(r.graph), plan.key, 0, plan.parameters, plan.n_samples)
     arr = zarr.open_array(str(staging / "node_mask" / "dense"), mode="r+")
     row = arr[3]
@@ -449,13 +458,8 @@ def test_earlier_runs_damaged_adjacency_epochs_are_recomputed(built, tmp_path, c
     an uninterrupted build."""
     from pipeline.precompute import stages as pc
 
-    res, tmp = built
-    cfg = BuildConfig.create(graphs=GRAPHS, out=tmp_path, datasets=["kuzmin2018", "costanzo2016"],
-                             added_genes=_added(tmp), precompute=None)
-    with default_layout(tmp):
-        r = run_build(cfg)
-    plan = pc.plan_precompute(PrecomputeConfig(**PRE), r.graph, r.dataset)
-    staging = pc.prepare_precompute(plan)
+    res = built[0]
+    r, plan, staging = _prepared_staging(built, tmp_path)
     t0, t1 = open_graph(r.graph).edge_types[:2]
     for t in (t0, t1):
         pc.compute_adjacency(str(staging), str(r.graph), t, 0, plan.parameters)
