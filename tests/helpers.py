@@ -93,3 +93,26 @@ def check_csr(csr: CSR) -> list[str]:
                 or not np.array_equal(rows[m], ix) or not np.array_equal(ix[m], rows)):
             bad.append("mirror does not map every edge to its reverse")
     return bad
+
+
+@contextmanager
+def serving(handler: type, configure=None) -> Iterator[object]:
+    """A loopback ``ThreadingHTTPServer`` (ephemeral port) with ``handler``, served from a daemon thread
+    for the ``with`` block, then shut down and closed. ``configure(httpd)`` (optional) sets attributes the
+    handler reads before serving starts."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    if configure is not None:
+        configure(httpd)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        t.join(timeout=5)
+

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -20,6 +19,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.graph import sources as registry
 from pipeline.graph.store import open_graph
 from pipeline.sources.download import ChecksumMismatchError, DownloadError, fetch
+from tests.helpers import serving
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -68,18 +68,13 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[Server]:
     """An HTTP server on 127.0.0.1 (ephemeral port) serving ``routes``; 404 for anything else."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    srv = Server(f"http://127.0.0.1:{httpd.server_address[1]}", {"/data.bin": PAYLOAD})
-    httpd.routes = srv.routes  # type: ignore[attr-defined]
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
-        yield srv
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        t.join(timeout=5)
+    routes = {"/data.bin": PAYLOAD}
+
+    def configure(httpd: ThreadingHTTPServer) -> None:
+        httpd.routes = routes  # type: ignore[attr-defined]
+
+    with serving(_Handler, configure) as httpd:
+        yield Server(f"http://127.0.0.1:{httpd.server_address[1]}", routes)
 
 
 def leftovers(folder: Path) -> list[str]:

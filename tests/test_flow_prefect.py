@@ -8,7 +8,6 @@ real server and worker is ``tests/test_flow.py::test_deployment_runs_on_a_proces
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +19,7 @@ import yaml
 
 import flows.build as fb
 from pipeline.core.paths import REPO_ROOT
-from tests.helpers import default_layout
+from tests.helpers import default_layout, serving
 
 pytestmark = pytest.mark.timeout(300)
 harness = pytest.mark.usefixtures("prefect_harness")
@@ -143,20 +142,15 @@ def flaky_server(tiny_string, monkeypatch: pytest.MonkeyPatch) -> Iterator[Threa
     """A loopback HTTP server as the string12 source's URL (unpinned); download backoff 0.05 s."""
     from pipeline.graph import sources as registry
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    httpd.daemon_threads = True
-    httpd.hits, httpd.fail, httpd.status, httpd.body = 0, 2, 0, tiny_string.data  # type: ignore[attr-defined]
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/{tiny_string.file_name}"
-    monkeypatch.setitem(registry.SOURCES, "string12", replace(registry.SOURCES["string12"], url=url, sha256=None))
-    monkeypatch.setattr(fb, "DOWNLOAD_BACKOFF_S", 0.05)
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
+    def configure(httpd: ThreadingHTTPServer) -> None:
+        httpd.hits, httpd.fail, httpd.status, httpd.body = 0, 2, 0, tiny_string.data  # type: ignore[attr-defined]
+
+    with serving(_Flaky, configure) as httpd:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/{tiny_string.file_name}"
+        monkeypatch.setitem(registry.SOURCES, "string12", replace(registry.SOURCES["string12"], url=url,
+                                                                  sha256=None))
+        monkeypatch.setattr(fb, "DOWNLOAD_BACKOFF_S", 0.05)
         yield httpd
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        t.join(timeout=5)
 
 
 @harness

@@ -41,7 +41,8 @@ import math
 import os
 import shutil
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -314,15 +315,6 @@ class StoreArrays:
         return int(self.root[ADJACENCY].attrs["steps_per_shard"]) if ADJACENCY in self.root else 0
 
     @property
-    def adjacency_read_steps(self) -> int:
-        """Adjacency steps per read unit (:meth:`adjacency_unit`: :data:`ADJ_READ_CHUNKS` inner chunks of the
-        negatives, one file range, no codec); 0 without adjacency rows, 1 without graphs."""
-        if ADJACENCY not in self.root:
-            return 0
-        t = next(iter(sorted(self.root[ADJACENCY].group_keys())), None)
-        return int(self.root[f"{adjacency_path(t)}/negatives"].chunks[1]) * ADJ_READ_CHUNKS if t else 1
-
-    @property
     def adjacency_packing(self) -> NegativePacking | None:
         """How ``adjacency/<t>/negatives`` packs the negatives (None without adjacency rows)."""
         if ADJACENCY not in self.root:
@@ -518,17 +510,36 @@ class PrecomputedStore(PublishedStore, StoreArrays):
     (64, 6607)
     """
 
+    #: one :class:`~pipeline.core.chunkio.DirectArray` per array read, kept with this object (its decoded-chunk
+    #: cache serves the next reads; zarr's fixed per-call cost dominates a chunk's read)
+    _readers: dict[str, DirectArray] = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def _reader(self, name: str) -> DirectArray:
-        """One :class:`~pipeline.core.chunkio.DirectArray` per array, kept with this object (its
-        decoded-chunk cache serves the next reads; zarr's fixed per-call cost dominates a chunk's read)."""
-        readers = self.__dict__.setdefault("_readers", {})
-        r = readers.get(name)
+        r = self._readers.get(name)
         if r is None:
-            r = readers[name] = DirectArray.of(self.root[name])
+            r = self._readers[name] = DirectArray.of(self.root[name])
         return r
 
     def _read(self, name: str, *sel: int | slice) -> np.ndarray:
         return self._reader(name).read(*sel)
+
+    @cached_property
+    def _adjacency_chunks(self) -> tuple[int, int]:
+        """(steps per inner chunk of the negatives, inner chunks per shard); (1, 1) without graphs, (0, 1)
+        without adjacency rows. Every graph's arrays have the same layout (``create_adjacency``)."""
+        if ADJACENCY not in self.root:
+            return 0, 1
+        t = next(iter(sorted(self.root[ADJACENCY].group_keys())), None)
+        if t is None:
+            return 1, 1
+        inner = int(self.root[f"{adjacency_path(t)}/negatives"].chunks[1])
+        return inner, max(1, self.steps_per_shard // inner)
+
+    @property
+    def adjacency_read_steps(self) -> int:
+        """Adjacency steps per read unit of :meth:`adjacency_unit` (:data:`ADJ_READ_CHUNKS` inner chunks of
+        the negatives, one file range, no codec); 0 without adjacency rows."""
+        return self._adjacency_chunks[0] * ADJ_READ_CHUNKS
 
     def adjacency_unit(self, edge_type: str, epoch: int, unit: int) -> tuple[np.ndarray, np.ndarray]:
         """Read unit ``unit`` (:attr:`adjacency_read_steps` consecutive steps, clipped to the epoch) of one
@@ -536,12 +547,10 @@ class PrecomputedStore(PublishedStore, StoreArrays):
         the store's file without a copy where they can be (a plain read otherwise)."""
         path = adjacency_path(edge_type)
         negatives = self._reader(f"{path}/negatives")
-        u = negatives.chunks[1] * ADJ_READ_CHUNKS  # == adjacency_read_steps
+        inner, per_shard = self._adjacency_chunks
+        u, first = inner * ADJ_READ_CHUNKS, unit * ADJ_READ_CHUNKS
         steps = slice(unit * u, (unit + 1) * u)
         rows = self._read(f"{path}/rows", epoch, steps)
-        inner, first = negatives.chunks[1], unit * ADJ_READ_CHUNKS
-        per_shard = self.__dict__.get("_adj_chunks_per_shard") or self.__dict__.setdefault(
-            "_adj_chunks_per_shard", max(1, self.steps_per_shard // inner))  # a zarr call: once
         count = min(ADJ_READ_CHUNKS, -(-negatives.shape[1] // inner) - first, per_shard - first % per_shard)
         view = negatives.mapped(epoch, first, 0, count=count, axis=1)  # the unit's chunks in one shard file
         if view is None or view.shape[1] < len(rows):  # compressed, never written, or across two shards

@@ -419,11 +419,13 @@ class StepRows(_Tensors):
     n_neg: int = 0  # M: negatives per row
     bits: int = 8
 
-    def __getitem__(self, graph: str) -> CompactRows:
-        i = list(self.packed).index(graph)
+    def _compact(self, i: int, graph: str) -> CompactRows:
         lo = self.rows.shape[1] * (-(-self.n_neg // 8) * 8)
         p = self.packed[graph]
         return CompactRows(self.rows[i], p[:lo], p[lo:], n_neg=self.n_neg, bits=self.bits)
+
+    def __getitem__(self, graph: str) -> CompactRows:
+        return self._compact(list(self.packed).index(graph), graph)
 
     def __iter__(self) -> Any:
         return iter(self.packed)
@@ -435,10 +437,10 @@ class StepRows(_Tensors):
         return list(self.packed)
 
     def values(self) -> list[CompactRows]:
-        return [self[t] for t in self.packed]
+        return [c for _, c in self.items()]
 
     def items(self) -> list[tuple[str, CompactRows]]:
-        return [(t, self[t]) for t in self.packed]
+        return [(t, self._compact(i, t)) for i, t in enumerate(self.packed)]
 
 
 @dataclass
