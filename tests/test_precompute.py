@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import signal
 import subprocess
@@ -67,7 +68,7 @@ def test_store_opens_and_checks_fingerprints(built):
     assert m["n_samples"] == s.n_samples > 256 and m["n_chunks"] == -(-s.n_samples // 256)
     assert m["graph"]["gene_fingerprint"] == graph.fingerprint
     assert graph.added.sum() == 2
-    assert len(m["chunks"]) == m["n_chunks"] and len(m["adjacency"]) == 2 * len(graph.edge_types)
+    assert len(m["chunks"]) == m["n_chunks"] and len(m["adjacency"]) == 2 * -(-12 // s.steps_per_shard)
     assert not (Path(res.precomputed) / "progress").exists()
     # a plain zarr.open reads the dense views as uint8 [samples, genes] and [samples, edges]
     z = zarr.open_group(str(res.precomputed), mode="r")
@@ -227,10 +228,18 @@ def test_adjacency_rows_stored(built):
         assert not np.array_equal(r0, r1)  # epochs differ
 
 
+def _mapped(a: np.ndarray) -> bool:
+    """Whether ``a`` views a memory-mapped file (numpy.frombuffer over an mmap)."""
+    while isinstance(a, np.ndarray):
+        a = a.base
+    return isinstance(a, mmap.mmap) or (isinstance(a, memoryview) and isinstance(a.obj, mmap.mmap))
+
+
 def test_adjacency_negatives_stored_packed(built):
-    """adjacency/<t>/negatives holds NegativePacking.pack of the sampler's negatives, uint8 [E, S, P],
-    uncompressed, sharded with a crc32c index; adjacency() unpacks exactly the sampler's output, and
-    the epoch markers are the checksums of the stored (packed) bytes."""
+    """adjacency/negatives holds NegativePacking.pack of the sampler's negatives of every graph, uint8
+    [E, S, T, P], uncompressed, sharded with a crc32c index; adjacency/rows int16 [E, S, T, R],
+    uncompressed; adjacency() unpacks exactly the sampler's output, adjacency_unit() maps a shard of
+    every graph, and the shard markers are the checksums of the stored (packed) bytes."""
     from pipeline.precompute.adjacency import NegativePacking, sample_adjacency_rows
 
     res, _ = built
@@ -241,27 +250,42 @@ def test_adjacency_negatives_stored_packed(built):
     assert packing == NegativePacking.for_genes(graph.n_genes, 8) and packing.bits == 13
     z = zarr.open_group(str(res.precomputed), mode="r")
     assert z["adjacency"].attrs["negative_packing"] == {"bits": 13, "n_negatives": 8, "padded": 8}
-    markers = {(m["edge_type"], m["epoch"]): m["crc32"] for m in s.manifest["adjacency"]}
-    for t in graph.edge_types:
-        arr = z[f"adjacency/{t}/negatives"]
-        p = packing.step_bytes(16)
-        assert arr.dtype == np.uint8 and arr.shape == (2, 12, p) and p == 16 * 8 * 13 // 8
-        (shard,) = arr.metadata.codecs
-        assert [c.to_dict()["name"] for c in shard.codecs] == ["bytes"]  # no compressor
-        assert "crc32c" in [c.to_dict()["name"] for c in shard.index_codecs]
-        csr = graph.csr(t)
-        for e in range(2):
+    graphs = s.adjacency_graphs
+    assert graphs == a["graphs"] == z["adjacency"].attrs["graphs"] and len(graphs) == len(graph.edge_types)
+    arr, rows_arr = z["adjacency/negatives"], z["adjacency/rows"]
+    p = packing.step_bytes(16)
+    assert arr.dtype == np.uint8 and arr.shape == (2, 12, len(graphs), p) and p == 16 * 8 * 13 // 8
+    assert rows_arr.dtype == np.int16 and rows_arr.shape == (2, 12, len(graphs), 16)
+    (shard,) = arr.metadata.codecs
+    assert [c.to_dict()["name"] for c in shard.codecs] == ["bytes"]  # no compressor
+    assert "crc32c" in [c.to_dict()["name"] for c in shard.index_codecs]
+    assert [c.to_dict()["name"] for c in rows_arr.metadata.codecs] == ["bytes"]
+    markers = {(m["epoch"], m["shard"]): m for m in s.manifest["adjacency"]}
+    per = s.steps_per_shard
+    assert sorted(markers) == [(e, k) for e in range(2) for k in range(-(-12 // per))]
+    for e in range(2):
+        for k in range(-(-12 // per)):
+            assert s.shard_digest(e, k) == markers[(e, k)]["crc32"]
+            assert (markers[(e, k)]["first"], markers[(e, k)]["count"]) == (k * per, min(per, 12 - k * per))
+        for ti, t in enumerate(graphs):
+            csr = graph.csr(t)
             want = sample_adjacency_rows(csr.indptr, csr.indices, ~graph.added, n_rows=16, n_negatives=8,
                                          steps=range(12), seed=a["seed"], graph=t, epoch=e, mode=a["sampling"])
             assert (want.negatives >= 0).any()
-            assert np.array_equal(arr[e], packing.pack(want.negatives))
+            assert np.array_equal(arr[e, :, ti], packing.pack(want.negatives))
             rows, packed = s.adjacency_packed(t, e)
-            assert np.array_equal(rows, want.rows) and np.array_equal(packed, arr[e])
+            assert rows.dtype == np.int32 and np.array_equal(rows, want.rows) and np.array_equal(packed, arr[e, :, ti])
             rows, negs = s.adjacency(t, e)
             assert negs.dtype == np.int32 and np.array_equal(rows, want.rows) and np.array_equal(negs, want.negatives)
             r5, n5 = s.adjacency(t, e, 5)
             assert np.array_equal(r5, want.rows[5]) and np.array_equal(n5, want.negatives[5])
-            assert s.epoch_digest(t, e, 12) == markers[(t, e)]
+        for k in range(-(-12 // per)):
+            rows, packed = s.adjacency_unit(e, k)
+            steps = slice(k * per, min(12, (k + 1) * per))
+            assert np.array_equal(rows, rows_arr[e, steps]) and np.array_equal(packed, arr[e, steps])
+            assert _mapped(packed) and _mapped(rows)
+    with pytest.raises(KeyError, match="no adjacency rows of graph 'nope'"):
+        s.adjacency("nope", 0)
 
 
 @pytest.mark.parametrize("negatives", [0, 5])
@@ -270,39 +294,41 @@ def test_compute_adjacency_pads_and_no_negatives(built, tmp_path, negatives):
     adjacency() reads back as the sampler's output, and its checksum is the one verify recomputes."""
     from pipeline.precompute.adjacency import NegativePacking, sample_adjacency_rows
     from pipeline.precompute.store import StagingStore
-    from pipeline.precompute.tasks import AdjacencyEpochDone, compute_adjacency, verify_adjacency
+    from pipeline.precompute.tasks import AdjacencyShardDone, compute_adjacency, verify_adjacency
 
     res, _ = built
     graph = open_graph(res.graph)
-    t = graph.edge_types[0]
-    a = {"graphs": [t], "epochs": 1, "steps": 7, "rows": 16, "negatives": negatives, "sampling": "uniform",
+    t, u = graph.edge_types[:2]
+    a = {"graphs": [t, u], "epochs": 1, "steps": 7, "rows": 16, "negatives": negatives, "sampling": "uniform",
          "seed": 3}
     st = StagingStore.create(tmp_path / "s.zarr", "key")
-    st.create_adjacency((~graph.added).astype(np.uint8), [t], 1, 7, 16, negatives)
+    st.create_adjacency((~graph.added).astype(np.uint8), [t, u], 1, 7, 16, negatives)
     packing = st.adjacency_packing
     assert packing == NegativePacking.for_genes(graph.n_genes, negatives)
     assert packing.step_bytes(16) == (16 * 8 * 13 // 8 if negatives else 0)
-    done = compute_adjacency(str(st.path), str(res.graph), t, 0, {"adjacency": a})
-    csr = graph.csr(t)
-    want = sample_adjacency_rows(csr.indptr, csr.indices, ~graph.added, n_rows=16, n_negatives=negatives,
-                                 steps=range(7), seed=3, graph=t, epoch=0)
-    rows, negs = StagingStore.open(st.path).adjacency(t, 0)
-    assert negs.shape == (7, 16, negatives) and np.array_equal(negs, want.negatives)
-    assert np.array_equal(rows, want.rows)
-    assert verify_adjacency(str(st.path), done, {"adjacency": a}) == []
-    bad = AdjacencyEpochDone(t, 0, "00000000")
-    assert verify_adjacency(str(st.path), bad, {"adjacency": a}) == [
-        f"adjacency/{t} epoch 0: differs from its checksum"]
+    assert st.steps_per_shard >= 7  # one shard
+    done = compute_adjacency(str(st.path), str(res.graph), 0, 0, {"adjacency": a})
+    assert (done.first, done.count) == (0, 7)
+    for name in (t, u):
+        csr = graph.csr(name)
+        want = sample_adjacency_rows(csr.indptr, csr.indices, ~graph.added, n_rows=16, n_negatives=negatives,
+                                     steps=range(7), seed=3, graph=name, epoch=0)
+        rows, negs = StagingStore.open(st.path).adjacency(name, 0)
+        assert negs.shape == (7, 16, negatives) and np.array_equal(negs, want.negatives)
+        assert np.array_equal(rows, want.rows)
+    assert verify_adjacency(str(st.path), done) == []
+    bad = AdjacencyShardDone(0, 0, 0, 7, "00000000")
+    assert verify_adjacency(str(st.path), bad) == ["adjacency epoch 0 steps 0..6: differs from its checksum"]
 
 
-def test_store_of_format_version_2_is_refused(built, tmp_path):
+def test_store_of_format_version_3_is_refused(built, tmp_path):
     import shutil
 
     res, _ = built
     copy = tmp_path / "precomputed.zarr"
     shutil.copytree(res.precomputed, copy)
-    zarr.open_group(str(copy), mode="r+").attrs["format_version"] = 2
-    with pytest.raises(StoreError, match=r"format version 2, this code reads 3; recompute it"):
+    zarr.open_group(str(copy), mode="r+").attrs["format_version"] = 3
+    with pytest.raises(StoreError, match=r"format version 3, this code reads 4; recompute it"):
         open_precomputed(copy)
 
 
@@ -358,20 +384,19 @@ def test_verify_command_and_detects_corruption(built, tmp_path, capsys):
 
 def test_verify_detects_damaged_packed_negatives_and_a_wrong_packing(built, tmp_path):
     """The packed negatives are stored uncompressed: a flipped byte still decodes, and it is the
-    epoch checksum that names it; packing attributes that disagree with the gene count are named."""
+    shard checksum that names it; packing attributes that disagree with the gene count are named."""
     import shutil
 
     res, _ = built
-    t = open_graph(res.graph).edge_types[0]
     copy = tmp_path / "copy" / "precomputed.zarr"
     shutil.copytree(res.precomputed, copy)
-    shard = copy / "adjacency" / t / "negatives" / "c" / "1" / "0" / "0"  # epoch 1's shard
+    shard = copy / "adjacency" / "negatives" / "c" / "1" / "0" / "0" / "0"  # epoch 1's shard
     data = bytearray(shard.read_bytes())
     data[7] ^= 0x10  # a byte of the packed data (the crc32c-checked index is at the end)
     shard.write_bytes(bytes(data))
     problems = verify(copy, samples=0, graph_path=res.graph)
-    assert f"adjacency/{t} epoch 1: differs from its checksum" in problems, problems
-    assert f"adjacency/{t} epoch 0: differs from its checksum" not in problems
+    assert "adjacency epoch 1 steps 0..11: differs from its checksum" in problems, problems
+    assert "adjacency epoch 0 steps 0..11: differs from its checksum" not in problems
     zarr.open_group(str(copy / "adjacency"), mode="r+").attrs["negative_packing"] = {
         "bits": 14, "n_negatives": 8, "padded": 8}
     problems = verify(copy, samples=0, graph_path=res.graph)
@@ -451,28 +476,27 @@ def test_earlier_runs_chunks_are_reverified_and_readback_is_checked(built, tmp_p
     assert not (staging / "progress" / "samples-000001.json").exists()
 
 
-def test_earlier_runs_damaged_adjacency_epochs_are_recomputed(built, tmp_path, caplog):
+def test_earlier_runs_damaged_adjacency_shards_are_recomputed(built, tmp_path, caplog):
     """Packed negatives left by an interrupted run are re-verified: a flipped data byte (which
-    still decodes: no codec) fails the epoch checksum, a truncated shard (its crc32c index
-    broken) does not decode; both epochs lose their shards and are computed again, equal to
-    an uninterrupted build."""
+    still decodes: no codec) fails the shard checksum, a truncated shard (its crc32c index
+    broken) does not decode; both shards are dropped and computed again, equal to an
+    uninterrupted build."""
     from pipeline.precompute import stages as pc
 
     res = built[0]
     r, plan, staging = _prepared_staging(built, tmp_path)
-    t0, t1 = open_graph(r.graph).edge_types[:2]
-    for t in (t0, t1):
-        pc.compute_adjacency(str(staging), str(r.graph), t, 0, plan.parameters)
-    flipped = staging / "adjacency" / t0 / "negatives" / "c" / "0" / "0" / "0"
+    for e in (0, 1):
+        pc.compute_adjacency(str(staging), str(r.graph), e, 0, plan.parameters)
+    flipped = staging / "adjacency" / "negatives" / "c" / "0" / "0" / "0" / "0"
     data = bytearray(flipped.read_bytes())
     data[3] ^= 0x01
     flipped.write_bytes(bytes(data))
-    cut = staging / "adjacency" / t1 / "negatives" / "c" / "0" / "0" / "0"
+    cut = staging / "adjacency" / "negatives" / "c" / "1" / "0" / "0" / "0"
     cut.write_bytes(cut.read_bytes()[:-9])
     with caplog.at_level(logging.WARNING, logger="pipeline.precompute.stages"):
         out = pc.run_precompute_tasks(plan, staging)
-    assert f"adjacency/{t0} epoch 0: differs from its checksum" in caplog.text
-    assert f"adjacency/{t1} epoch 0: does not decode" in caplog.text
+    assert "adjacency epoch 0 steps 0..11: differs from its checksum" in caplog.text
+    assert "adjacency epoch 1 steps 0..11: does not decode" in caplog.text
     assert out.recomputed_tasks == 2
     want = open_precomputed(res.precomputed).manifest["adjacency"]
     assert [a.to_dict() for a in out.adjacency] == want

@@ -476,7 +476,7 @@ def unpack_negatives_np(lo: np.ndarray, hi: np.ndarray, bits: int) -> np.ndarray
 
 @dataclass(frozen=True)
 class NegativePacking:
-    """How one store packs its negatives: ``adjacency/<t>/negatives`` holds ``P`` bytes per step.
+    """How one store packs its negatives: ``adjacency/negatives`` holds ``P`` bytes per graph and step.
 
     ``bits``: bits per value (:func:`neg_bits` of the gene count); ``n_negatives``: ``M`` per row;
     ``padded``: ``M' = ceil(M/8)*8`` (the slots past ``M`` are ``-1`` pads, stored as 0). For a step

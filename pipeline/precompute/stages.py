@@ -63,7 +63,7 @@ from pipeline.precompute.store import (
     write_marker,
 )
 from pipeline.precompute.tasks import (
-    AdjacencyEpochDone,
+    AdjacencyShardDone,
     Reverified,
     SampleChunkDone,
     chunk_bounds,
@@ -201,7 +201,7 @@ def prepare_precompute(plan: PrecomputePlan) -> Path:
     if has_marker(st, "prepared"):
         _discard_debris(plan.store, keep=st)
         own(st)
-        done = len(read_markers(st, SampleChunkDone.PREFIX)) + len(read_markers(st, AdjacencyEpochDone.PREFIX))
+        done = len(read_markers(st, SampleChunkDone.PREFIX)) + len(read_markers(st, AdjacencyShardDone.PREFIX))
         log.info("resuming %s: %d task(s) already complete", st, done)
         return st
     _discard_debris(plan.store, keep=None)  # other keys, or an unprepared one of this key
@@ -270,21 +270,21 @@ def _prepared_damage(st: Path) -> list[str]:
 
 @dataclass(frozen=True)
 class TaskResults:
-    """What ``run_precompute_tasks`` leaves for ``publish_precompute``: every chunk's and epoch's
+    """What ``run_precompute_tasks`` leaves for ``publish_precompute``: every chunk's and adjacency shard's
     checksums (sorted), the compute time, and how many tasks an earlier run had completed."""
 
     chunks: tuple[SampleChunkDone, ...]
-    adjacency: tuple[AdjacencyEpochDone, ...]
+    adjacency: tuple[AdjacencyShardDone, ...]
     compute_seconds: float
     resumed_tasks: int
     recomputed_tasks: int
 
 
 def run_precompute_tasks(plan: PrecomputePlan, staging: Path) -> TaskResults:
-    """Compute the chunks and adjacency epochs that have no marker yet; re-verify those that have.
+    """Compute the chunks and adjacency shards that have no marker yet; re-verify those that have.
 
     A task of this run reads every array back before it writes its marker
-    (:class:`pipeline.precompute.tasks._Readback`). The chunks and epochs completed by an
+    (:class:`pipeline.precompute.tasks._Readback`). The chunks and shards completed by an
     earlier, interrupted run have lain on disk in between: they are decoded again and
     compared with their markers' checksums, and any that differ lose their marker and are
     computed afresh (a warning says which).
@@ -294,30 +294,31 @@ def run_precompute_tasks(plan: PrecomputePlan, staging: Path) -> TaskResults:
     st, gs = str(staging.resolve()), str(plan.graph_store.resolve())
     done_s = {m.chunk: m for m in map(SampleChunkDone.from_dict,
                                       read_markers(staging, SampleChunkDone.PREFIX).values())}
-    done_a = {m.key: m for m in map(AdjacencyEpochDone.from_dict,
-                                    read_markers(staging, AdjacencyEpochDone.PREFIX).values())}
-    earlier: list[SampleChunkDone | AdjacencyEpochDone] = [*done_s.values(), *done_a.values()]
+    done_a = {m.key: m for m in map(AdjacencyShardDone.from_dict,
+                                    read_markers(staging, AdjacencyShardDone.PREFIX).values())}
+    earlier: list[SampleChunkDone | AdjacencyShardDone] = [*done_s.values(), *done_a.values()]
     per_sample = bool({"masks", "khop"} & set(params["artifacts"]))
     todo_s = [c for c in range(plan.n_chunks) if c not in done_s] if per_sample else []
     adj = params.get("adjacency")
-    todo_a = [(t, e) for t in adj["graphs"] for e in range(adj["epochs"]) if (t, e) not in done_a] if adj else []
+    n_shards = -(-adj["steps"] // StagingStore.open(staging).steps_per_shard) if adj else 0
+    todo_a = [(e, k) for e in range(adj["epochs"]) for k in range(n_shards) if (e, k) not in done_a] if adj else []
     cfg = plan.config
     redone: list[str] = []
     with dask_client(cfg.dask_address, cfg.workers, cfg.dask_processes, BatchJobs.from_config(cfg)) as client:
         t0 = time.perf_counter()  # the cluster's start and stop are not the stage's work
-        log.info("precompute on %s: %d sample chunk(s) to compute (%d done), %d adjacency epoch(s) (%d done)",
+        log.info("precompute on %s: %d sample chunk(s) to compute (%d done), %d adjacency shard(s) (%d done)",
                  client.scheduler.address if hasattr(client.scheduler, "address") else "dask", len(todo_s),
                  len(done_s), len(todo_a), len(done_a))
 
-        def submit(chunks: list[int], epochs: list[tuple[str, int]]) -> list[Any]:
-            return ([client.submit(compute_adjacency, st, gs, t, e, params, pure=False) for t, e in epochs]
+        def submit(chunks: list[int], shards: list[tuple[int, int]]) -> list[Any]:
+            return ([client.submit(compute_adjacency, st, gs, e, k, params, pure=False) for e, k in shards]
                     + [client.submit(compute_sample_chunk, st, gs, plan.key, c, params, n, pure=False)
                        for c in chunks])
 
-        futs = [client.submit(reverify, st, m, params, pure=False) for m in earlier] + submit(todo_s, todo_a)
+        futs = [client.submit(reverify, st, m, pure=False) for m in earlier] + submit(todo_s, todo_a)
         while futs:
             again_s: list[int] = []
-            again_a: list[tuple[str, int]] = []
+            again_a: list[tuple[int, int]] = []
             for r in gather(client, futs, "precompute"):
                 match r:
                     case Reverified(marker=old, problems=problems) if problems:
@@ -335,7 +336,7 @@ def run_precompute_tasks(plan: PrecomputePlan, staging: Path) -> TaskResults:
                         pass
                     case SampleChunkDone():
                         done_s[r.chunk] = r
-                    case AdjacencyEpochDone():
+                    case AdjacencyShardDone():
                         done_a[r.key] = r
                     case _:
                         raise TypeError(f"unexpected task result {r!r}")
@@ -347,6 +348,10 @@ def run_precompute_tasks(plan: PrecomputePlan, staging: Path) -> TaskResults:
     missing = [c for c in range(plan.n_chunks) if c not in done_s] if per_sample else []
     if missing:
         raise StoreError(f"{staging}: chunks {missing[:10]} missing after the run")
+    missing_a = [k for k in ((e, j) for e in range(adj["epochs"]) for j in range(n_shards)) if k not in done_a] \
+        if adj else []
+    if missing_a:
+        raise StoreError(f"{staging}: adjacency (epoch, shard) {missing_a[:10]} missing after the run")
     log.info("computed and read back %d task(s), re-verified %d of an earlier run (%d recomputed), in %.2fs",
              len(todo_s) + len(todo_a), len(earlier), len(redone), t1 - t0)
     return TaskResults(chunks=tuple(done_s[c] for c in sorted(done_s)),

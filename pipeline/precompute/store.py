@@ -15,10 +15,11 @@ samples per chunk, ``K = ceil(n / C)`` chunks)::
       khop/<mode>/k<k>                      uint8 [n, ceil(N/8)]: bit-packed k-hop node sets
       khop_genes/<mode>/k<k>                uint8 [N, ceil(N/8)]: the per-gene sets they are OR-ed from
       adjacency/valid                       uint8 [N]: 0 for genes never sampled (added genes)
-      adjacency/<type>/rows                 int32 [E, S, R]
-      adjacency/<type>/negatives            uint8 [E, S, P]: each step's R x M negatives bit-packed, uncompressed
-                                            (adjacency.NegativePacking, recorded in the adjacency group's
-                                            attribute negative_packing; P = R * ceil(M/8)*8 * bits / 8)
+      adjacency/rows                        int16/int32 [E, S, T, R]: every graph's sampled rows (attribute
+                                            graphs: the T graphs in order), uncompressed
+      adjacency/negatives                   uint8 [E, S, T, P]: each step's R x M negatives of each graph
+                                            bit-packed, uncompressed (adjacency.NegativePacking, recorded in
+                                            the group's attribute negative_packing; P = R*ceil(M/8)*8*bits/8)
 
 Arrays written per chunk of samples are sharded so that one chunk task writes whole
 shards only (tasks never share a file); ragged per-sample data are "chunked CSR":
@@ -42,7 +43,6 @@ import os
 import shutil
 import zlib
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,10 @@ from pipeline.precompute.adjacency import NegativePacking
 
 FORMAT = "yeast-pipeline.precomputed"
 # 2: undirected edge masks store one orientation; 3: adjacency negatives stored bit-packed
-# (uint8 [E, S, P], uncompressed: adjacency.NegativePacking) instead of int32 [E, S, R, M] lz4
-FORMAT_VERSION = 3
+# (uint8 [E, S, P], uncompressed: adjacency.NegativePacking) instead of int32 [E, S, R, M] lz4;
+# 4: every graph's adjacency rows and negatives in one array each ([E, S, T, R], [E, S, T, P]),
+# so a step of all graphs is one contiguous range
+FORMAT_VERSION = 4
 # Measured on masks of 3-gene samples (README): LZ4 stores a dense node-mask row in ~37 B
 # (bit-shuffled zstd-3: ~10 B) but encodes at ~24 GB/s and decodes at ~49 GB/s instead of
 # ~2.5 GB/s: the dense view is read by loaders, and 37 B is still nothing. Sorted edge ids:
@@ -72,8 +74,8 @@ BITS_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="noshuffle")
 INNER_BYTES = 1 << 20
 SHARD_BYTES = 1 << 28
 PROGRESS = "progress"  # folder of per-task completion markers (removed at publish)
-#: Inner chunks of adjacency negatives a reader of a few steps at a time maps at once (its read unit).
-ADJ_READ_CHUNKS = 4
+#: Target bytes of one adjacency shard: the unit one task writes and a stream maps at once.
+ADJ_SHARD_BYTES = 1 << 25
 #: Attribute of the adjacency group: how its negatives are packed (NegativePacking.to_dict()).
 NEGATIVE_PACKING = "negative_packing"
 
@@ -84,6 +86,7 @@ NEGATIVE_PACKING = "negative_packing"
 PERTURBATION, NODE_MASK, EDGE_MASK, KHOP, KHOP_GENES, ADJACENCY = (
     "perturbation", "node_mask", "edge_mask", "khop", "khop_genes", "adjacency")
 NODE_MASK_DENSE = f"{NODE_MASK}/dense"
+ADJ_ROWS, ADJ_NEGATIVES = f"{ADJACENCY}/rows", f"{ADJACENCY}/negatives"
 
 
 def edge_mask_path(edge_type: str) -> str:
@@ -103,10 +106,6 @@ def is_chunked_csr(name: str) -> bool:
 def khop_path(mode: str, k: int) -> str:
     """The per-sample k-hop bit rows of one mode and k (their checksum name)."""
     return f"{KHOP}/{mode}/k{k}"
-
-
-def adjacency_path(edge_type: str) -> str:
-    return f"{ADJACENCY}/{edge_type}"
 
 
 def pow2_floor(x: int) -> int:
@@ -236,12 +235,22 @@ def remove_markers(store: Path) -> None:
 
 
 def adjacency_layout(steps: int, step_bytes: int) -> tuple[int, int]:
-    """(steps per inner chunk, steps per shard) of an adjacency array of ``step_bytes`` bytes a step
-    (the packed negatives); shards never span epochs."""
+    """(steps per inner chunk, steps per shard) of the adjacency negatives, ``step_bytes`` bytes a step
+    (every graph's packed negatives): inner chunks of ~:data:`INNER_BYTES`, shards of ~:data:`ADJ_SHARD_BYTES`
+    (a whole number of inner chunks, never spanning epochs).
+
+    >>> adjacency_layout(1000, 9 * 26624)
+    (4, 136)
+    """
     per_step = max(1, step_bytes)
     inner = max(1, min(pow2_floor(max(1, INNER_BYTES // per_step)), pow2_floor(steps)))
-    shard = inner * max(1, min(math.ceil(steps / inner), SHARD_BYTES // (inner * per_step)))
+    shard = inner * max(1, min(math.ceil(steps / inner), ADJ_SHARD_BYTES // (inner * per_step)))
     return inner, shard
+
+
+def rows_dtype(n_genes: int) -> np.dtype:
+    """The stored dtype of adjacency rows: the narrowest signed integer holding every gene and -1."""
+    return np.dtype(np.int16 if n_genes <= np.iinfo(np.int16).max else np.int32)
 
 
 def _dir_bytes(path: Path) -> int:
@@ -311,15 +320,26 @@ class StoreArrays:
 
     @property
     def steps_per_shard(self) -> int:
-        """Adjacency steps per shard (0 without adjacency rows): the unit to read them in."""
+        """Adjacency steps per shard (0 without adjacency rows): what one task writes, the unit to read them in."""
         return int(self.root[ADJACENCY].attrs["steps_per_shard"]) if ADJACENCY in self.root else 0
 
     @property
+    def adjacency_graphs(self) -> list[str]:
+        """The graphs of the adjacency arrays' axis ``T``, in order (empty without adjacency rows)."""
+        return list(self.root[ADJACENCY].attrs["graphs"]) if ADJACENCY in self.root else []
+
+    @property
     def adjacency_packing(self) -> NegativePacking | None:
-        """How ``adjacency/<t>/negatives`` packs the negatives (None without adjacency rows)."""
+        """How ``adjacency/negatives`` packs the negatives (None without adjacency rows)."""
         if ADJACENCY not in self.root:
             return None
         return NegativePacking.from_dict(self.root[ADJACENCY].attrs[NEGATIVE_PACKING])
+
+    def _graph_index(self, edge_type: str) -> int:
+        graphs = self.adjacency_graphs
+        if edge_type not in graphs:
+            raise KeyError(f"no adjacency rows of graph {edge_type!r} (the store has {graphs})")
+        return graphs.index(edge_type)
 
     # --- whole arrays ----------------------------------------------------------------------
     def perturbations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -375,8 +395,9 @@ class StoreArrays:
                          steps: slice | int = slice(None)) -> tuple[np.ndarray, np.ndarray]:
         """(rows int32 [S, R], packed negatives uint8 [S, P]) of one graph and epoch, as stored
         (:attr:`adjacency_packing` says how they are packed; a plain read, no codec)."""
-        path = adjacency_path(edge_type)
-        return self._read(f"{path}/rows", epoch, steps), self._read(f"{path}/negatives", epoch, steps)
+        t = self._graph_index(edge_type)
+        rows = self._read(ADJ_ROWS, epoch, steps, t).astype(np.int32)
+        return rows, self._read(ADJ_NEGATIVES, epoch, steps, t)
 
     # --- checksums (a task's marker; the manifest) ------------------------------------------
     def chunk_digest(self, name: str, chunk: int, first: int, count: int) -> str:
@@ -390,16 +411,21 @@ class StoreArrays:
             crc = crc_update(crc, arr[a:min(first + count, a + step)])
         return f"{crc:08x}"
 
-    def epoch_digest(self, edge_type: str, epoch: int, steps: int) -> str:
-        """The checksum of one graph's adjacency rows and negatives of one epoch as stored (the packed
-        bytes), read shard by shard: :func:`digest` of each shard's rows then its packed negatives."""
-        g = self.root[adjacency_path(edge_type)]
-        shard = self.steps_per_shard
-        parts = []
-        for s0 in range(0, steps, shard):
-            s1 = min(steps, s0 + shard)
-            parts += [g["rows"][epoch, s0:s1], g["negatives"][epoch, s0:s1]]
-        return digest(*parts)
+    def _adjacency_meta(self) -> tuple[int, int]:
+        """(steps per shard, stored steps) of the adjacency arrays."""
+        return self.steps_per_shard, int(self.root[ADJ_ROWS].shape[1])
+
+    def adjacency_steps(self, shard: int) -> range:
+        """The steps of adjacency shard ``shard`` (of every epoch; the last one may be short)."""
+        per, n = self._adjacency_meta()
+        return range(shard * per, min((shard + 1) * per, n))
+
+    def shard_digest(self, epoch: int, shard: int) -> str:
+        """The checksum of one adjacency shard (every graph's rows and packed negatives of its steps of one
+        epoch) as stored: :func:`digest` of the rows [s, T, R] then the negatives [s, T, P]."""
+        s = self.adjacency_steps(shard)
+        sel = slice(s.start, s.stop)
+        return digest(self.root[ADJ_ROWS][epoch, sel], self.root[ADJ_NEGATIVES][epoch, sel])
 
 
 @dataclass
@@ -459,27 +485,29 @@ class StagingStore(StoreArrays):
 
     def create_adjacency(self, valid: np.ndarray, graphs: list[str], epochs: int, steps: int, rows: int,
                          negatives: int) -> None:
-        """The empty rows int32 [E, S, R] (-1: not written) and packed negatives uint8 [E, S, P] (0: not
-        written, which unpacks to pads) of every graph, for ``len(valid)`` genes; the packing
-        (:class:`~pipeline.precompute.adjacency.NegativePacking`) on the adjacency group's attributes.
+        """The empty rows [E, S, T, R] (:func:`rows_dtype`; -1: not written) and packed negatives uint8
+        [E, S, T, P] (0: not written, which unpacks to pads) of the ``T`` graphs, for ``len(valid)`` genes;
+        the graphs' order, the packing (:class:`~pipeline.precompute.adjacency.NegativePacking`) and the
+        steps per shard on the adjacency group's attributes.
 
-        The packed negatives are not compressed: uniformly drawn gene ids packed in just enough
-        bits leave little to find (measured: lz4 saves 4%, zstd-1 7%), so a read is a plain copy.
-        Their shards hold whole steps (:func:`adjacency_layout` of the ``P`` bytes of a step; of a
-        step's rows without negatives), and the rows are chunked by the same steps.
+        Every graph's step is in one array, so a step of all graphs is one contiguous range of a
+        file (a reader maps a shard at once and takes a step as one view). Neither array is
+        compressed: uniformly drawn gene ids packed in just enough bits leave little to find
+        (measured: lz4 saves 4%, zstd-1 7%), so a read is a plain copy or a mapping. The negatives'
+        shards hold whole steps (:func:`adjacency_layout` of the ``T x P`` bytes of a step); the rows
+        are chunked by the same steps (one file per shard).
         """
         ag = self.root.create_group(ADJACENCY)
         put_array(ag, "valid", valid, IDS_CODEC)
         packing = NegativePacking.for_genes(len(valid), negatives)
-        p = packing.step_bytes(rows)
-        inner, shard = adjacency_layout(steps, p or rows * 4)
-        for t in graphs:
-            g = ag.create_group(t)
-            g.create_array("rows", shape=(epochs, steps, rows), dtype=np.int32, chunks=(1, shard, max(rows, 1)),
-                           compressors=IDS_CODEC, fill_value=-1)
-            g.create_array("negatives", shape=(epochs, steps, p), dtype=np.uint8, chunks=(1, inner, max(p, 1)),
-                           shards=(1, shard, max(p, 1)), compressors=None, fill_value=0)
-        ag.attrs.update({"steps_per_shard": shard, NEGATIVE_PACKING: packing.to_dict()})
+        p, t = packing.step_bytes(rows), len(graphs)
+        inner, shard = adjacency_layout(steps, t * (p or rows * 4))
+        ag.create_array("rows", shape=(epochs, steps, t, rows), dtype=rows_dtype(len(valid)),
+                        chunks=(1, shard, max(t, 1), max(rows, 1)), compressors=None, fill_value=-1)
+        ag.create_array("negatives", shape=(epochs, steps, t, p), dtype=np.uint8,
+                        chunks=(1, inner, max(t, 1), max(p, 1)), shards=(1, shard, max(t, 1), max(p, 1)),
+                        compressors=None, fill_value=0)
+        ag.attrs.update({"graphs": list(graphs), "steps_per_shard": shard, NEGATIVE_PACKING: packing.to_dict()})
 
     # --- tasks: the arrays a chunk task writes ---------------------------------------------
     def array(self, name: str) -> zarr.Array:
@@ -490,10 +518,9 @@ class StagingStore(StoreArrays):
         """The chunked CSR named by :func:`edge_mask_path`."""
         return self.root[name]
 
-    def adjacency_arrays(self, edge_type: str) -> tuple[zarr.Array, zarr.Array]:
-        """(rows int32 [E, S, R], packed negatives uint8 [E, S, P]) of one graph, for writing."""
-        g = self.root[adjacency_path(edge_type)]
-        return g["rows"], g["negatives"]
+    def adjacency_arrays(self) -> tuple[zarr.Array, zarr.Array]:
+        """(rows [E, S, T, R], packed negatives uint8 [E, S, T, P]), for writing whole shards."""
+        return self.root[ADJ_ROWS], self.root[ADJ_NEGATIVES]
 
     # --- publish -----------------------------------------------------------------------------
     def write_manifest(self, manifest: dict[str, Any]) -> None:
@@ -514,6 +541,14 @@ class PrecomputedStore(PublishedStore, StoreArrays):
     #: cache serves the next reads; zarr's fixed per-call cost dominates a chunk's read)
     _readers: dict[str, DirectArray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
+    #: (steps per shard, stored steps) of the adjacency arrays, read once (a zarr metadata read costs ~1 ms)
+    _adj_meta: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _adjacency_meta(self) -> tuple[int, int]:
+        if self._adj_meta is None:
+            self._adj_meta = super()._adjacency_meta()
+        return self._adj_meta
+
     def _reader(self, name: str) -> DirectArray:
         r = self._readers.get(name)
         if r is None:
@@ -523,39 +558,27 @@ class PrecomputedStore(PublishedStore, StoreArrays):
     def _read(self, name: str, *sel: int | slice) -> np.ndarray:
         return self._reader(name).read(*sel)
 
-    @cached_property
-    def _adjacency_chunks(self) -> tuple[int, int]:
-        """(steps per inner chunk of the negatives, inner chunks per shard); (1, 1) without graphs, (0, 1)
-        without adjacency rows. Every graph's arrays have the same layout (``create_adjacency``)."""
-        if ADJACENCY not in self.root:
-            return 0, 1
-        t = next(iter(sorted(self.root[ADJACENCY].group_keys())), None)
-        if t is None:
-            return 1, 1
-        inner = int(self.root[f"{adjacency_path(t)}/negatives"].chunks[1])
-        return inner, max(1, self.steps_per_shard // inner)
-
     @property
     def adjacency_read_steps(self) -> int:
-        """Adjacency steps per read unit of :meth:`adjacency_unit` (:data:`ADJ_READ_CHUNKS` inner chunks of
-        the negatives, one file range, no codec); 0 without adjacency rows."""
-        return self._adjacency_chunks[0] * ADJ_READ_CHUNKS
+        """Adjacency steps per read unit of :meth:`adjacency_unit` (a shard); 0 without adjacency rows."""
+        return self._adjacency_meta()[0] if ADJACENCY in self.root else 0
 
-    def adjacency_unit(self, edge_type: str, epoch: int, unit: int) -> tuple[np.ndarray, np.ndarray]:
-        """Read unit ``unit`` (:attr:`adjacency_read_steps` consecutive steps, clipped to the epoch) of one
-        graph and epoch: (rows int32 [U, R], packed negatives uint8 [U, P]), the negatives mapped from
-        the store's file without a copy where they can be (a plain read otherwise)."""
-        path = adjacency_path(edge_type)
-        negatives = self._reader(f"{path}/negatives")
-        inner, per_shard = self._adjacency_chunks
-        u, first = inner * ADJ_READ_CHUNKS, unit * ADJ_READ_CHUNKS
-        steps = slice(unit * u, (unit + 1) * u)
-        rows = self._read(f"{path}/rows", epoch, steps)
-        count = min(ADJ_READ_CHUNKS, -(-negatives.shape[1] // inner) - first, per_shard - first % per_shard)
-        view = negatives.mapped(epoch, first, 0, count=count, axis=1)  # the unit's chunks in one shard file
-        if view is None or view.shape[1] < len(rows):  # compressed, never written, or across two shards
-            return rows, negatives.read(epoch, steps)
-        return rows, view[0, :len(rows), :negatives.shape[2]]  # inner chunks are (1, U, max(P, 1))
+    def adjacency_unit(self, epoch: int, unit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Read unit ``unit`` (the steps of shard ``unit``) of every graph and epoch ``epoch``: (rows
+        [U, T, R], packed negatives uint8 [U, T, P]) as stored, mapped from the store's files without
+        a copy where they can be (a private copy-on-write mapping per call; a plain read otherwise).
+        A step of every graph is then one view of each."""
+        steps = self.adjacency_steps(unit)
+        sel = slice(steps.start, steps.stop)
+        rows_r, neg_r = self._reader(ADJ_ROWS), self._reader(ADJ_NEGATIVES)
+        rows = rows_r.mapped(epoch, unit, 0, 0)
+        rows = rows[0, :len(steps), :rows_r.shape[2], :rows_r.shape[3]] if rows is not None else rows_r.read(epoch, sel)
+        inner = neg_r.chunks[1]
+        first = steps.start // inner
+        view = neg_r.mapped(epoch, first, 0, 0, count=-(-len(steps) // inner), axis=1)
+        if view is None:  # compressed, never written, or not stored back to back
+            return rows, neg_r.read(epoch, sel)
+        return rows, view[0, :len(steps), :neg_r.shape[2], :neg_r.shape[3]]  # chunks: (1, u, max(T, 1), max(P, 1))
 
     @property
     def n_samples(self) -> int:

@@ -1,14 +1,14 @@
 """What runs on the dask workers of the precompute stage, and what it returns.
 
 The tasks: :func:`compute_sample_chunk` (every per-sample artifact of one chunk of
-samples), :func:`compute_adjacency` (one graph's adjacency rows of one epoch) and
-:func:`reverify` (an earlier run's chunk or epoch decoded again). Each writes whole shards
+samples), :func:`compute_adjacency` (every graph's adjacency rows of one shard of steps of
+one epoch) and :func:`reverify` (an earlier run's chunk or shard decoded again). Each writes whole shards
 of the staging store (:class:`pipeline.precompute.store.StagingStore`), reads them back
 (:class:`_Readback`) and only then writes its marker. Their results are small frozen
 dataclasses, pickled between processes by dask: :class:`SampleChunkDone` and
-:class:`AdjacencyEpochDone` (also the markers' and the manifest's entries, through
+:class:`AdjacencyShardDone` (also the markers' and the manifest's entries, through
 ``to_dict``/``from_dict``) and :class:`Reverified`. :func:`verify_sample_chunk` and
-:func:`verify_adjacency` check a chunk or epoch against its checksums (also for the
+:func:`verify_adjacency` check a chunk or shard against its checksums (also for the
 ``verify`` command). What every task of one store needs is loaded once per worker
 process (:func:`_context`).
 """
@@ -38,9 +38,11 @@ from pipeline.precompute.masks import (
     removed_genes,
 )
 from pipeline.precompute.store import (
+    ADJ_NEGATIVES,
+    ADJ_ROWS,
+    ADJACENCY,
     NODE_MASK_DENSE,
     StagingStore,
-    adjacency_path,
     crc_update,
     digest,
     edge_mask_dense_path,
@@ -78,31 +80,34 @@ class SampleChunkDone:
 
 
 @dataclass(frozen=True)
-class AdjacencyEpochDone:
-    """One graph's adjacency rows of one epoch computed, written and read back."""
+class AdjacencyShardDone:
+    """One shard of adjacency steps of one epoch (every graph's rows) computed, written and read back."""
 
     PREFIX: ClassVar[str] = "adjacency-"
-    edge_type: str
     epoch: int
+    shard: int
+    first: int  # its first step
+    count: int  # its steps
     crc32: str
 
     @property
-    def key(self) -> tuple[str, int]:
-        return self.edge_type, self.epoch
+    def key(self) -> tuple[int, int]:
+        return self.epoch, self.shard
 
     @property
     def marker_name(self) -> str:
-        return f"{self.PREFIX}{self.edge_type}-e{self.epoch:04d}"
+        return f"{self.PREFIX}e{self.epoch:04d}-s{self.shard:06d}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"edge_type": self.edge_type, "epoch": self.epoch, "crc32": self.crc32}
+        return {"epoch": self.epoch, "shard": self.shard, "first": self.first, "count": self.count,
+                "crc32": self.crc32}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AdjacencyEpochDone:
-        return cls(d["edge_type"], d["epoch"], d["crc32"])
+    def from_dict(cls, d: dict[str, Any]) -> AdjacencyShardDone:
+        return cls(int(d["epoch"]), int(d["shard"]), int(d["first"]), int(d["count"]), str(d["crc32"]))
 
 
-TaskDone = SampleChunkDone | AdjacencyEpochDone
+TaskDone = SampleChunkDone | AdjacencyShardDone
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ class Reverified:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Reverified:
         m = d["reverified"]
-        marker = SampleChunkDone.from_dict(m) if "chunk" in m else AdjacencyEpochDone.from_dict(m)
+        marker = SampleChunkDone.from_dict(m) if "chunk" in m else AdjacencyShardDone.from_dict(m)
         return cls(marker, tuple(d["problems"]))
 
 
@@ -269,49 +274,50 @@ def compute_sample_chunk(staging: str, graph_store: str, key: str, chunk: int, p
 SAMPLE_BYTES = 1 << 26
 
 
-def compute_adjacency(staging: str, graph_store: str, edge_type: str, epoch: int,
-                      params: dict[str, Any]) -> AdjacencyEpochDone:
-    """Sample the adjacency rows of one graph and epoch, pack the negatives
-    (:class:`~pipeline.precompute.adjacency.NegativePacking` for the graph's gene count), write
-    them shard by shard and read each shard back, then the marker. The checksum is
-    :func:`~pipeline.precompute.store.digest` of each shard's rows then its packed bytes (as
-    ``StoreArrays.epoch_digest`` reads them)."""
+def compute_adjacency(staging: str, graph_store: str, epoch: int, shard: int,
+                      params: dict[str, Any]) -> AdjacencyShardDone:
+    """Sample every graph's adjacency rows of the steps of one shard of one epoch, pack the negatives
+    (:class:`~pipeline.precompute.adjacency.NegativePacking` for the graph's gene count), write the
+    shard whole and read it back, then the marker. The checksum is
+    :func:`~pipeline.precompute.store.digest` of the shard's rows then its packed bytes (as
+    ``StoreArrays.shard_digest`` reads them)."""
     from pipeline.precompute.adjacency import NegativePacking, sample_adjacency_rows
 
     a = params["adjacency"]
     graph = open_graph(graph_store)
-    csr = graph.csr(edge_type)
     valid = ~graph.added
     st = StagingStore.open(staging, mode="r+")
     packing = NegativePacking.for_genes(graph.n_genes, a["negatives"])
     if st.adjacency_packing != packing:
         raise StoreError(f"{staging}: negatives packed as {st.adjacency_packing}, but the graph's {graph.n_genes} "
                          f"genes need {packing}")
-    rows_arr, negs_arr = st.adjacency_arrays(edge_type)
-    n_rows, shard = a["rows"], st.steps_per_shard
+    if st.adjacency_graphs != list(a["graphs"]):
+        raise StoreError(f"{staging}: adjacency graphs {st.adjacency_graphs}, parameters {a['graphs']}")
+    rows_arr, negs_arr = st.adjacency_arrays()
+    steps = st.adjacency_steps(shard)
+    n_rows, graphs = a["rows"], a["graphs"]
+    rows = np.empty((len(steps), len(graphs), n_rows), dtype=rows_arr.dtype)
+    packed = np.empty((len(steps), len(graphs), packing.step_bytes(n_rows)), dtype=np.uint8)
     block = max(1, SAMPLE_BYTES // max(1, n_rows * a["negatives"] * 4))
-    parts = []
-    for s0 in range(0, a["steps"], shard):
-        s1 = min(a["steps"], s0 + shard)
-        rows = np.empty((s1 - s0, n_rows), dtype=np.int32)
-        packed = np.empty((s1 - s0, packing.step_bytes(n_rows)), dtype=np.uint8)
-        for b0 in range(s0, s1, block):  # results never depend on the block (counter-based draws)
-            b1 = min(s1, b0 + block)
+    for t, name in enumerate(graphs):
+        csr = graph.csr(name)
+        for b0 in range(steps.start, steps.stop, block):  # results never depend on the block (counter-based draws)
+            b1 = min(steps.stop, b0 + block)
             res = sample_adjacency_rows(csr.indptr, csr.indices, valid, n_rows=n_rows, n_negatives=a["negatives"],
-                                        steps=range(b0, b1), seed=a["seed"], graph=edge_type, epoch=epoch,
+                                        steps=range(b0, b1), seed=a["seed"], graph=name, epoch=epoch,
                                         mode=a["sampling"])
-            rows[b0 - s0:b1 - s0] = res.rows
-            packed[b0 - s0:b1 - s0] = packing.pack(res.negatives)
-        written(rows_arr)[epoch, s0:s1] = rows
-        same = np.array_equal(rows_arr[epoch, s0:s1], rows)
-        if packed.size:  # no negatives (or rows): nothing stored
-            written(negs_arr)[epoch, s0:s1] = packed
-            same &= np.array_equal(negs_arr[epoch, s0:s1], packed)
-        if not same:
-            raise StoreError(f"{adjacency_path(edge_type)} epoch {epoch} steps {s0}..{s1 - 1}: read back "
-                             "differently from what was written")
-        parts += [rows, packed]
-    done = AdjacencyEpochDone(edge_type, epoch, digest(*parts))
+            rows[b0 - steps.start:b1 - steps.start, t] = res.rows
+            packed[b0 - steps.start:b1 - steps.start, t] = packing.pack(res.negatives)
+    sel = slice(steps.start, steps.stop)
+    written(rows_arr)[epoch, sel] = rows
+    same = np.array_equal(rows_arr[epoch, sel], rows)
+    if packed.size:  # no negatives (or rows): nothing stored
+        written(negs_arr)[epoch, sel] = packed
+        same &= np.array_equal(negs_arr[epoch, sel], packed)
+    if not same:
+        raise StoreError(f"{ADJACENCY} epoch {epoch} steps {steps.start}..{steps.stop - 1}: read back "
+                         "differently from what was written")
+    done = AdjacencyShardDone(epoch, shard, steps.start, len(steps), digest(rows, packed))
     write_marker(Path(staging), done.marker_name, done.to_dict())
     return done
 
@@ -345,11 +351,11 @@ def verify_sample_chunk(store: str, marker: SampleChunkDone) -> list[str]:
     return problems
 
 
-def verify_adjacency(store: str, marker: AdjacencyEpochDone, params: dict[str, Any]) -> list[str]:
-    """Re-read one graph's adjacency rows of one epoch and compare them with the marker's checksum."""
+def verify_adjacency(store: str, marker: AdjacencyShardDone) -> list[str]:
+    """Re-read one shard of adjacency steps of one epoch and compare it with the marker's checksum."""
     st = StagingStore.open(store)
-    have = _decoded_digest(lambda: st.epoch_digest(marker.edge_type, marker.epoch, params["adjacency"]["steps"]))
-    where = f"{adjacency_path(marker.edge_type)} epoch {marker.epoch}"
+    have = _decoded_digest(lambda: st.shard_digest(marker.epoch, marker.shard))
+    where = f"{ADJACENCY} epoch {marker.epoch} steps {marker.first}..{marker.first + marker.count - 1}"
     if isinstance(have, Exception):
         return [f"{where}: does not decode ({type(have).__name__}: {str(have)[:120]})"]
     return [] if have == marker.crc32 else [f"{where}: differs from its checksum"]
@@ -382,18 +388,19 @@ def drop_task_output(staging: str, marker: TaskDone) -> None:
                         _drop_shards(st, f"{name}/{part}", c, c + 1)
                 else:
                     _drop_shards(st, name, first, first + count)
-        case AdjacencyEpochDone(edge_type=t, epoch=e):
-            for part in ("rows", "negatives"):
-                _drop_shards(st, f"{adjacency_path(t)}/{part}", e, e + 1)
+        case AdjacencyShardDone(epoch=e, shard=k):
+            for name in (ADJ_ROWS, ADJ_NEGATIVES):
+                arr = st.root[name]
+                (st.path / name / arr.metadata.encode_chunk_key((e, k, 0, 0))).unlink(missing_ok=True)
 
 
-def reverify(staging: str, marker: TaskDone, params: dict[str, Any]) -> Reverified:
-    """A task: decode an earlier run's chunk or epoch again; its marker, and the problems found."""
+def reverify(staging: str, marker: TaskDone) -> Reverified:
+    """A task: decode an earlier run's chunk or adjacency shard again; its marker, and the problems found."""
     match marker:
         case SampleChunkDone():
             problems = verify_sample_chunk(staging, marker)
-        case AdjacencyEpochDone():
-            problems = verify_adjacency(staging, marker, params)
+        case AdjacencyShardDone():
+            problems = verify_adjacency(staging, marker)
         case _:
             raise TypeError(f"not a task's marker: {marker!r}")
     return Reverified(marker, tuple(problems))

@@ -410,37 +410,41 @@ def _expand_numpy(ptr: np.ndarray, cols_csr: np.ndarray, tgt: np.ndarray, r: np.
 @dataclass
 class StepRows(_Tensors):
     """Every adjacency graph's rows of one step as shipped: a read-only mapping graph ->
-    :class:`CompactRows` (views, no copies). ``packed[t]`` holds graph ``t``'s negatives exactly
-    as stored (``pipeline.precompute.adjacency.NegativePacking``: the low bytes ``R x M'``, then
-    the high bits), often a view of the store's file mapped in memory."""
+    :class:`CompactRows` (views, no copies). Two tensors whatever the number of graphs: ``rows``
+    and ``packed``, row ``i`` of each is graph ``graphs[i]``; ``packed[i]`` holds its negatives
+    exactly as stored (``pipeline.precompute.adjacency.NegativePacking``: the low bytes ``R x M'``,
+    then the high bits), often a view of the store's file mapped in memory."""
 
-    rows: torch.Tensor  # int16/int32 [T, R]: gene of each row, -1 = padding, graphs in ``packed``'s order
-    packed: dict[str, torch.Tensor] = field(default_factory=dict)  # uint8 [P] per graph
+    rows: torch.Tensor  # int16/int32 [T, R]: gene of each row, -1 = padding
+    packed: torch.Tensor  # uint8 [T, P]: each graph's packed negatives
+    graphs: tuple[str, ...] = ()
     n_neg: int = 0  # M: negatives per row
     bits: int = 8
 
-    def _compact(self, i: int, graph: str) -> CompactRows:
+    def _compact(self, i: int) -> CompactRows:
         lo = self.rows.shape[1] * (-(-self.n_neg // 8) * 8)
-        p = self.packed[graph]
+        p = self.packed[i]
         return CompactRows(self.rows[i], p[:lo], p[lo:], n_neg=self.n_neg, bits=self.bits)
 
     def __getitem__(self, graph: str) -> CompactRows:
-        return self._compact(list(self.packed).index(graph), graph)
+        if graph not in self.graphs:
+            raise KeyError(graph)
+        return self._compact(self.graphs.index(graph))
 
     def __iter__(self) -> Any:
-        return iter(self.packed)
+        return iter(self.graphs)
 
     def __len__(self) -> int:
-        return len(self.packed)
+        return len(self.graphs)
 
     def keys(self) -> list[str]:
-        return list(self.packed)
+        return list(self.graphs)
 
     def values(self) -> list[CompactRows]:
-        return [c for _, c in self.items()]
+        return [self._compact(i) for i in range(len(self.graphs))]
 
     def items(self) -> list[tuple[str, CompactRows]]:
-        return [(t, self._compact(i, t)) for i, t in enumerate(self.packed)]
+        return [(t, self._compact(i)) for i, t in enumerate(self.graphs)]
 
 
 @dataclass

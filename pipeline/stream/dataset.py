@@ -212,8 +212,11 @@ class PerturbationStream(IterableDataset):
                 from pipeline.precompute.records import open_records
                 self._records = open_records(self.paths["records"])
             if self.fmt == "transformer":
-                self._adj_steps = self._zarr.adjacency_read_steps  # steps per read of the rows (an inner chunk)
+                self._adj_steps = self._zarr.adjacency_read_steps  # steps per read of the rows (a shard)
                 self._packing = self._zarr.adjacency_packing
+                stored = self._zarr.adjacency_graphs
+                pick = [stored.index(t) for t in self.adjacency_graphs]
+                self._adj_pick = None if pick == list(range(len(stored))) else np.array(pick)
             self._decoded.clear()
             self._adj_cache.clear()
             self._pid = os.getpid()
@@ -297,19 +300,19 @@ class PerturbationStream(IterableDataset):
             self._decoded.popitem(last=False)
         return View.build({c: self._decoded[c] for c in need}, self.n_chunks, self.chunk)
 
-    def _adj_unit(self, e: int, unit: int) -> tuple[tuple[torch.Tensor, ...], dict[str, tuple[torch.Tensor, ...]]]:
-        """One read unit (``adjacency_read_steps`` consecutive steps) of every graph, per step: (rows
-        narrow int [T, R] per step, graph -> packed negatives uint8 [P] per step, views of the store's
-        mapped file where it can be). Built once per unit, kept for the next steps (the last two units)."""
+    def _adj_unit(self, e: int, unit: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """One read unit (a shard: ``adjacency_read_steps`` consecutive steps) of every graph, per step:
+        (rows narrow int [T, R], packed negatives uint8 [T, P]), views of the store's mapped files where
+        they can be (a copy when ``adjacency_graphs`` picks some of the stored graphs). Built once per
+        unit, kept for the next steps (the last two units)."""
         key = (e, unit)
         hit = self._adj_cache.get(key)
         if hit is not None:
             return hit
-        z = self._stores()["zarr"]
-        parts = {t: z.adjacency_unit(t, e, unit) for t in self.adjacency_graphs}
-        narrow = np.int16 if self.n_genes < np.iinfo(np.int16).max else np.int32
-        rows = np.stack([r for r, _ in parts.values()], axis=1).astype(narrow)  # [U, T, R]
-        hit = (torch.from_numpy(rows).unbind(0), {t: torch.from_numpy(p).unbind(0) for t, (_, p) in parts.items()})
+        rows, packed = self._stores()["zarr"].adjacency_unit(e, unit)  # [U, T, R], [U, T, P]
+        if self._adj_pick is not None:
+            rows, packed = rows[:, self._adj_pick], packed[:, self._adj_pick]
+        hit = (torch.from_numpy(rows).unbind(0), torch.from_numpy(packed).unbind(0))
         self._adj_cache[key] = hit
         while len(self._adj_cache) > 2:
             self._adj_cache.popitem(last=False)
@@ -317,18 +320,17 @@ class PerturbationStream(IterableDataset):
 
     def step_rows(self, steps: np.ndarray) -> list[StepRows]:
         """The stored adjacency rows of these global steps of the current epoch (stored step = step mod
-        the stored steps), one :class:`~pipeline.stream.batches.StepRows` per step: every graph's
-        packed negatives as views of the store's mapped file, read a unit of steps at a time."""
+        the stored steps), one :class:`~pipeline.stream.batches.StepRows` per step: every graph's rows
+        and packed negatives as two views (of the store's mapped files), read a shard of steps at a time."""
         a = self.adjacency
         e = self.epoch % a["epochs"]
         self._stores()
-        u, pk = self._adj_steps, self._packing
+        u, pk, graphs = self._adj_steps, self._packing, tuple(self.adjacency_graphs)
         out = []
         for s in (np.asarray(steps, np.int64).clip(0) % a["steps"]).tolist():
             unit, local = divmod(s, u)
             rows, packed = self._adj_unit(e, unit)
-            out.append(StepRows(rows[local], {t: p[local] for t, p in packed.items()}, n_neg=pk.n_negatives,
-                                bits=pk.bits))
+            out.append(StepRows(rows[local], packed[local], graphs, n_neg=pk.n_negatives, bits=pk.bits))
         return out
 
     def attach_rows(self, block: BatchBlock) -> BatchBlock:
