@@ -171,6 +171,45 @@ def test_transformer_rows_expand_to_exactly_expand_rows(build, weighted, layout)
             assert np.array_equal(gpu_path.target.numpy(), target) and gpu_path.positive.tolist() == pos.tolist()
 
 
+@pytest.mark.parametrize("case", ["pads", "no_negatives", "no_edges", "last_row_last_gene"])
+def test_compact_rows_expand_equals_expand_rows_on_edge_cases(case):
+    """Both expansion paths (numpy on the CPU, the torch ops a GPU runs) equal expand_rows on a small
+    CSR: pad rows (-1), pad negatives, a row of degree 0, rows at the CSR's end, no negatives, no edges."""
+    from pipeline.precompute.adjacency import NegativePacking, expand_rows
+    from pipeline.stream.batches import CompactRows, GraphStatic
+
+    n = 12
+    if case == "no_edges":
+        indptr, indices = np.zeros(n + 1, np.int64), np.zeros(0, np.int64)
+    else:
+        rng = np.random.default_rng(0)
+        deg = rng.integers(0, 5, n)
+        deg[3] = 0
+        indptr = np.concatenate([[0], np.cumsum(deg)])
+        indices = np.concatenate([np.sort(rng.choice(n, d, replace=False)) for d in deg]).astype(np.int64)
+    weights = np.ones(len(indices), np.float32)
+    rows = np.array([0, 3, 11, -1, 7, 10] if case != "last_row_last_gene" else [9, 10, 11], np.int64)
+    m = 0 if case == "no_negatives" else 5
+    neg = np.full((len(rows), m), -1, np.int64)
+    for i, r in enumerate(rows):
+        if r >= 0 and m:
+            k = i % (m + 1)  # 0..m valid negatives, pads at the end
+            neg[i, :k] = np.sort(np.setdiff1d(np.arange(n), indices[indptr[r]:indptr[r + 1]]))[:k]
+    pk = NegativePacking.for_genes(n, m)
+    packed = torch.from_numpy(pk.pack(neg))
+    lo = len(rows) * pk.padded
+    c = CompactRows(torch.from_numpy(rows.astype(np.int16)), packed[:lo], packed[lo:], n_neg=m, bits=pk.bits)
+    target = 1.0 / (np.diff(indptr)[np.repeat(np.arange(n), np.diff(indptr))] + 1e-8)
+    st = GraphStatic(torch.ones(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool), torch.zeros(n, 0))
+    st.adj_ptr["g"], st.adj_cols["g"] = torch.from_numpy(indptr), torch.from_numpy(indices)
+    st.adj_target["g"] = torch.from_numpy(target.astype(np.float32))
+    ptr, cols, tgt, pos = expand_rows(indptr, indices, weights, rows, neg)
+    for got in (c.expand(st, "g"), c.expand_torch(st, "g")):
+        assert got.rows.tolist() == rows.tolist() and got.row_ptr.tolist() == ptr.tolist()
+        assert got.cols.dtype == torch.int64 and got.cols.tolist() == cols.tolist()
+        assert np.array_equal(got.target.numpy(), tgt) and got.positive.tolist() == pos.tolist()
+
+
 def test_transformer_rows_of_some_graphs_in_another_order(build):
     """adjacency_graphs picks stored graphs (any order): each step's two tensors hold those, in that order."""
     from pipeline.precompute.store import open_precomputed

@@ -28,6 +28,7 @@ import torch
 # the packing is a storage codec (packed once, at precompute time): re-exported for the stream
 from pipeline.precompute.adjacency import neg_bits as neg_bits
 from pipeline.precompute.adjacency import pack_negatives as pack_negatives
+from pipeline.precompute.adjacency import unpack_negatives_np
 
 B = TypeVar("B", bound="_Tensors")
 
@@ -349,19 +350,23 @@ class CompactRows(_Tensors):
         ``graph``: per row its whole CSR row (positives, targets from ``static.adj_target``), then
         its negatives (pads dropped, target 0). Equal to ``expand_rows`` of the stored rows.
 
-        One pass over the output, gathers only: entry j of row t is CSR entry ``start[t] + off``
-        while ``off < deg[t]``, then negative ``off - deg[t]`` of the row (pads are at the end of
-        a row's negatives). On the CPU the same arithmetic runs in numpy (torch's CPU gathers
-        are slower, and its thread pool contends with the DataLoader's workers)."""
+        Entry ``j`` of row ``t`` is CSR entry ``j + start[t] - row_ptr[t]`` while it is a positive:
+        one gather of the columns and targets over the output (a shift per row, no per-entry
+        arithmetic), then the few negatives (a quarter of the entries at 256 rows x 64) are
+        scattered over the places that gather filled past each CSR row. On the CPU the same
+        arithmetic runs in numpy (torch's CPU gathers are slower, and its thread pool contends
+        with the DataLoader's workers)."""
         ptr, cols_csr, tgt = static.adj_ptr[graph], static.adj_cols[graph], static.adj_target[graph]
         if ptr.device.type == "cpu":
-            out = _expand_numpy(ptr.numpy(), cols_csr.numpy(), tgt.numpy(), self.rows.numpy().astype(np.int64),
-                                self.negatives().numpy())
+            r = self.rows.numpy().astype(np.int64)
+            neg = unpack_negatives_np(self.neg_lo.numpy(), self.neg_hi.numpy(), self.bits).reshape(len(r), -1)
+            out = _expand_numpy(ptr.numpy(), cols_csr.numpy(), tgt.numpy(), r, neg[:, :self.n_neg])
             return AdjRows(*(torch.from_numpy(x) for x in out))
         return self.expand_torch(static, graph)
 
     def expand_torch(self, static: GraphStatic, graph: str) -> AdjRows:
-        """:meth:`expand` in torch ops, on ``static``'s device (the GPU path; exact on any device)."""
+        """:meth:`expand` in torch ops, on ``static``'s device (the GPU path; exact on any device). One
+        host sync (the output's length); the negatives' pads are scattered to a spare last slot."""
         ptr, cols_csr, tgt = static.adj_ptr[graph], static.adj_cols[graph], static.adj_target[graph]
         dev = ptr.device
         r = self.rows.to(dev).long()
@@ -371,39 +376,51 @@ class CompactRows(_Tensors):
         rr = torch.where(real, r, torch.zeros_like(r))
         start = ptr.index_select(0, rr)
         deg = torch.where(real, ptr.index_select(0, rr + 1) - start, torch.zeros_like(r))
-        lens = deg + ((neg >= 0) & real[:, None]).sum(1)
+        ok = (neg >= 0) & real[:, None]
+        lens = deg + ok.sum(1)
         row_ptr = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), torch.cumsum(lens, 0)])
         total = int(row_ptr[-1])
-        t = torch.repeat_interleave(torch.arange(m, device=dev), lens, output_size=total)
-        off = torch.arange(total, device=dev) - row_ptr.index_select(0, t)
-        d = deg.index_select(0, t)
-        positive = off < d
-        edge = torch.where(positive, start.index_select(0, t) + off, torch.zeros_like(off))
-        slot = torch.where(positive, torch.zeros_like(off), t * n_neg + off - d)
-        cols = torch.where(positive, cols_csr.index_select(0, edge), neg.reshape(-1).index_select(0, slot))
-        target = torch.where(positive, tgt.index_select(0, edge), torch.zeros((), dtype=tgt.dtype, device=dev))
-        return AdjRows(r, row_ptr, cols, target, positive)
+        src = torch.repeat_interleave(start - row_ptr[:-1], lens, output_size=total)
+        src += torch.arange(total, device=dev)
+        src.clamp_(0, max(cols_csr.numel() - 1, 0))  # past a CSR row's end: overwritten by its negatives
+        dest = torch.where(ok, (row_ptr[:-1] + deg)[:, None] + torch.arange(n_neg, device=dev), total).reshape(-1)
+        cols = torch.empty(total + 1, dtype=torch.long, device=dev)
+        target = torch.empty(total + 1, dtype=tgt.dtype, device=dev)
+        positive = torch.ones(total + 1, dtype=torch.bool, device=dev)
+        if cols_csr.numel():
+            cols[:total] = cols_csr.index_select(0, src)
+            target[:total] = tgt.index_select(0, src)
+        cols[dest] = neg.reshape(-1)
+        target[dest] = 0
+        positive[dest] = False
+        return AdjRows(r, row_ptr, cols[:total], target[:total], positive[:total])
 
 
 def _expand_numpy(ptr: np.ndarray, cols_csr: np.ndarray, tgt: np.ndarray, r: np.ndarray,
                   neg: np.ndarray) -> tuple[np.ndarray, ...]:
-    """:meth:`CompactRows.expand_torch`'s arithmetic in numpy: (rows, row_ptr, cols, target, positive)."""
+    """:meth:`CompactRows.expand`'s arithmetic in numpy: (rows, row_ptr, cols, target, positive)."""
     m, n_neg = neg.shape
     real = r >= 0
     rr = np.where(real, r, 0)
     start = ptr[rr]
     deg = np.where(real, ptr[rr + 1] - start, 0)
-    lens = deg + np.count_nonzero((neg >= 0) & real[:, None], axis=1)
+    ok = neg >= 0
+    ok &= real[:, None]
+    lens = deg + np.count_nonzero(ok, axis=1)
     row_ptr = np.zeros(m + 1, np.int64)
     np.cumsum(lens, out=row_ptr[1:])
-    t = np.repeat(np.arange(m), lens)
-    off = np.arange(row_ptr[-1]) - row_ptr[t]
-    d = deg[t]
-    positive = off < d
-    edge = np.where(positive, start[t] + off, 0)
-    slot = np.where(positive, 0, t * n_neg + off - d)
-    cols = np.where(positive, cols_csr[edge], neg.reshape(-1)[slot])
-    target = np.where(positive, tgt[edge], np.float32(0))
+    total = int(row_ptr[-1])
+    src = np.repeat(start - row_ptr[:-1], lens)
+    src += np.arange(total)
+    dest = ((row_ptr[:-1] + deg)[:, None] + np.arange(n_neg))[ok]
+    if len(cols_csr):  # "clip": entries past a CSR row's end are overwritten by its negatives below
+        cols, target = cols_csr.take(src, mode="clip"), tgt.take(src, mode="clip")
+    else:
+        cols, target = np.empty(total, cols_csr.dtype), np.empty(total, tgt.dtype)
+    cols[dest] = neg[ok]
+    target[dest] = 0
+    positive = np.ones(total, bool)
+    positive[dest] = False
     return r, row_ptr, cols, target, positive
 
 
