@@ -224,19 +224,32 @@ def measure_cpu_expanded(build: Path, batch_size: int, workers: int, seconds: fl
     return {"steps_per_s": steps, "samples_per_s": samples, "step_bytes": _tensor_bytes(first)}
 
 
-def expansion_rates(build: Path, seconds: float) -> dict[str, float]:
-    """Steps/s expanding every graph's rows of a step: numpy ``expand_rows`` vs ``TransformerBatch.adjacency`` (CPU)."""
+def expansion_rates(build: Path, seconds: float, device: str = "cpu") -> dict[str, float]:
+    """Steps/s expanding every graph's rows of a step: numpy ``expand_rows`` vs ``TransformerBatch.adjacency``
+    on the CPU, and (``device`` not cpu) ``adjacency`` with the batch and the static graph on ``device``."""
+    import torch
+
     src = _CpuExpanded(build, 64)
     ds = src.ds
     static = ds.static()
     batches = [b for _, b in zip(range(20), ds)]
+    fns = [("numpy", src.expand, batches), ("device", lambda b: b.adjacency(static), batches)]
+    if device != "cpu":
+        on = static.to(device)
+        fns.append((device, lambda b: b.adjacency(on), [b.to(device) for b in batches]))
     out = {}
-    for name, fn in (("numpy", src.expand), ("device", lambda b: b.adjacency(static))):
+    for name, fn, todo in fns:
+        for b in todo[:2]:  # warm (kernels, allocator)
+            fn(b)
+        if device != "cpu":
+            torch.cuda.synchronize()
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            for b in batches:
+            for b in todo:
                 fn(b)
                 n += 1
+        if device != "cpu":
+            torch.cuda.synchronize()
         out[name] = n / (time.perf_counter() - t0)
     return out
 
@@ -440,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         for bs in args.batch_sizes:
             for w in args.workers:
                 cpu_exp[(bs, w)] = measure_cpu_expanded(build, bs, w, args.seconds)
-    expn = expansion_rates(build, args.seconds) if "transformer" in args.formats else {}
+    expn = expansion_rates(build, args.seconds, args.device) if "transformer" in args.formats else {}
     # end to end on the CPU: compact rows shipped, expanded in the trainer's process, vs today's path
     e2e = {(bs, w): measure(build, "transformer", "zarr", bs, w, args.seconds, args.device, args.group, expand=True)
            for bs in args.batch_sizes[-1:] for w in args.workers} if "transformer" in args.formats else {}
@@ -528,6 +541,12 @@ def main(argv: list[str] | None = None) -> int:
                      "", "", "1x", "", ""])
         recs += [Record("stream.transformer.expand_device_cpu.steps_per_s", round(expn["device"], 1), "steps/s"),
                  Record("stream.transformer.expand_numpy.steps_per_s", round(expn["numpy"], 1), "steps/s")]
+        if args.device in expn:  # the batch and the static graph on the GPU, rows expanded there
+            rows.append([f"transformer: expand a step's rows, TransformerBatch.adjacency ({args.device})", "", "64",
+                         "0", f"{expn[args.device]:,.0f}", "", "", f"{expn[args.device] / expn['numpy']:.1f}x numpy",
+                         "", ""])
+            recs.append(Record(f"stream.transformer.expand_{args.device}.steps_per_s", round(expn[args.device], 1),
+                               "steps/s"))
     exp = expand_rate(build, args.seconds) if "graph" in args.formats else None
     if exp is not None:
         rows.append(["graph: expand to dense node+edge masks (CPU)", "", "64", "0", f"{exp / 64:,.0f}", f"{exp:,.0f}",

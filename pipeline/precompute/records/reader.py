@@ -23,6 +23,7 @@ import lmdb
 import numpy as np
 
 from pipeline.core.errors import StoreError
+from pipeline.core.gcpause import gc_paused
 from pipeline.precompute.records.format import (
     CHUNK_PREFIX,
     CORE_DB,
@@ -274,7 +275,8 @@ class RecordReader:
         """Samples ``sample_ids`` (in that order, repeats allowed) as CSR columns, read in one transaction.
 
         Returns section name -> (indptr int64 [m+1], values), copies that stay valid after
-        the reader is closed. ``sections`` (an iterable of the schema's section names):
+        the reader is closed (the cyclic collector paused meanwhile: :func:`~pipeline.core.gcpause.gc_paused`).
+        ``sections`` (an iterable of the schema's section names):
         only those sections (in schema order; repeats ignored), each entry equal to the
         full decode's. When every requested section is a core one (``genes``, ``types``,
         ``node_flips``: :meth:`RecordSchema.core`), the records are read from the ``core``
@@ -304,7 +306,7 @@ class RecordReader:
             raise KeyError(f"{self.path}: sample ids must be non-negative integers")
         ids = ids.astype(np.uint64, copy=False).ravel()
         keys = sample_keys(ids)
-        with h.env.begin(db=h.core if use_core else h.samples, buffers=True) as txn:
+        with gc_paused(), h.env.begin(db=h.core if use_core else h.samples, buffers=True) as txn:
             cur = txn.cursor()
             if hasattr(cur, "getmulti"):
                 vals = [v for _, v in cur.getmulti(keys)]
