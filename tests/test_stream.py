@@ -156,6 +156,8 @@ def test_transformer_rows_expand_to_exactly_expand_rows(build, weighted, layout)
     assert {b.step % 8 for b in batches} == set(range(8))  # every stored step
     for b in batches:
         assert set(b.rows) == set(ds.adjacency_graphs) and b.rows
+        on_gpu = b.adjacency_torch(static)  # every graph at once, one host sync
+        assert list(on_gpu) == list(b.rows)
         for t, adj in b.adjacency(static).items():
             s = b.step % 8
             rows, negs = pre.adjacency(t, 0, s)  # the stored packed negatives, unpacked
@@ -166,9 +168,9 @@ def test_transformer_rows_expand_to_exactly_expand_rows(build, weighted, layout)
             assert np.array_equal(adj.target.numpy(), target), t  # bit-exact, not allclose
             assert not (~static.valid[adj.cols]).any() and not (~static.valid[adj.rows[adj.valid]]).any()
             assert b.rows[t].negatives().tolist() == negs.tolist()
-            gpu_path = b.rows[t].expand_torch(static, t)  # the torch ops a GPU runs, here on the CPU
-            assert gpu_path.cols.tolist() == cols.tolist() and gpu_path.row_ptr.tolist() == ptr.tolist(), t
-            assert np.array_equal(gpu_path.target.numpy(), target) and gpu_path.positive.tolist() == pos.tolist()
+            for gpu_path in (b.rows[t].expand_torch(static, t), on_gpu[t]):  # the torch ops a GPU runs, on the CPU
+                assert gpu_path.cols.tolist() == cols.tolist() and gpu_path.row_ptr.tolist() == ptr.tolist(), t
+                assert np.array_equal(gpu_path.target.numpy(), target) and gpu_path.positive.tolist() == pos.tolist()
 
 
 @pytest.mark.parametrize("case", ["pads", "no_negatives", "no_edges", "last_row_last_gene"])

@@ -367,11 +367,15 @@ class CompactRows(_Tensors):
     def expand_torch(self, static: GraphStatic, graph: str) -> AdjRows:
         """:meth:`expand` in torch ops, on ``static``'s device (the GPU path; exact on any device). One
         host sync (the output's length); the negatives' pads are scattered to a spare last slot."""
-        ptr, cols_csr, tgt = static.adj_ptr[graph], static.adj_cols[graph], static.adj_target[graph]
+        plan = self._plan(static, graph)
+        return plan.finish(int(plan.row_ptr[-1]))
+
+    def _plan(self, static: GraphStatic, graph: str) -> _Expansion:
+        """The per-row part of :meth:`expand_torch` (no host sync): lengths and offsets of every row."""
+        ptr = static.adj_ptr[graph]
         dev = ptr.device
         r = self.rows.to(dev).long()
         neg = self.negatives().to(dev)
-        m, n_neg = neg.shape
         real = r >= 0
         rr = torch.where(real, r, torch.zeros_like(r))
         start = ptr.index_select(0, rr)
@@ -379,21 +383,44 @@ class CompactRows(_Tensors):
         ok = (neg >= 0) & real[:, None]
         lens = deg + ok.sum(1)
         row_ptr = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), torch.cumsum(lens, 0)])
-        total = int(row_ptr[-1])
-        src = torch.repeat_interleave(start - row_ptr[:-1], lens, output_size=total)
+        return _Expansion(r, neg, ok, start, deg, lens, row_ptr, static.adj_cols[graph], static.adj_target[graph])
+
+
+@dataclass
+class _Expansion:
+    """One graph's rows of a step between the two halves of :meth:`CompactRows.expand_torch`: what the
+    rows' lengths are (on the device) and what :meth:`finish` needs once the total is known on the host."""
+
+    r: torch.Tensor
+    neg: torch.Tensor
+    ok: torch.Tensor
+    start: torch.Tensor
+    deg: torch.Tensor
+    lens: torch.Tensor
+    row_ptr: torch.Tensor
+    cols_csr: torch.Tensor
+    tgt: torch.Tensor
+
+    def finish(self, total: int) -> AdjRows:
+        """The expanded rows, ``total`` (= ``row_ptr[-1]``) entries: entry ``j`` of row ``t`` is CSR entry
+        ``j + start[t] - row_ptr[t]`` (one shifted gather), then the negatives scattered past each CSR row."""
+        dev, n_neg = self.row_ptr.device, self.neg.shape[1]
+        row_ptr, cols_csr, tgt = self.row_ptr, self.cols_csr, self.tgt
+        src = torch.repeat_interleave(self.start - row_ptr[:-1], self.lens, output_size=total)
         src += torch.arange(total, device=dev)
         src.clamp_(0, max(cols_csr.numel() - 1, 0))  # past a CSR row's end: overwritten by its negatives
-        dest = torch.where(ok, (row_ptr[:-1] + deg)[:, None] + torch.arange(n_neg, device=dev), total).reshape(-1)
+        dest = torch.where(self.ok, (row_ptr[:-1] + self.deg)[:, None] + torch.arange(n_neg, device=dev),
+                           total).reshape(-1)
         cols = torch.empty(total + 1, dtype=torch.long, device=dev)
         target = torch.empty(total + 1, dtype=tgt.dtype, device=dev)
         positive = torch.ones(total + 1, dtype=torch.bool, device=dev)
         if cols_csr.numel():
             cols[:total] = cols_csr.index_select(0, src)
             target[:total] = tgt.index_select(0, src)
-        cols[dest] = neg.reshape(-1)
+        cols[dest] = self.neg.reshape(-1)
         target[dest] = 0
         positive[dest] = False
-        return AdjRows(r, row_ptr, cols[:total], target[:total], positive[:total])
+        return AdjRows(self.r, row_ptr, cols[:total], target[:total], positive[:total])
 
 
 def _expand_numpy(ptr: np.ndarray, cols_csr: np.ndarray, tgt: np.ndarray, r: np.ndarray,
@@ -473,5 +500,14 @@ class TransformerBatch(IndexBatch):
     rows: StepRows = None  # type: ignore[assignment]
 
     def adjacency(self, static: GraphStatic) -> dict[str, AdjRows]:
-        """The expanded rows of every graph, on this batch's device (see :meth:`CompactRows.expand`)."""
-        return {t: c.expand(static, t) for t, c in self.rows.items()}
+        """The expanded rows of every graph, on ``static``'s device (see :meth:`CompactRows.expand`). Off the
+        CPU, with one host sync for the step (every graph's output length at once), not one per graph."""
+        if static.base.device.type == "cpu":
+            return {t: c.expand(static, t) for t, c in self.rows.items()}
+        return self.adjacency_torch(static)
+
+    def adjacency_torch(self, static: GraphStatic) -> dict[str, AdjRows]:
+        """:meth:`adjacency` through the torch ops a GPU runs, on any device (for tests on the CPU)."""
+        plans = {t: c._plan(static, t) for t, c in self.rows.items()}
+        totals = torch.stack([p.row_ptr[-1] for p in plans.values()]).tolist() if plans else []
+        return {t: p.finish(n) for (t, p), n in zip(plans.items(), totals, strict=True)}
