@@ -240,7 +240,7 @@ def adjacency_layout(steps: int, step_bytes: int) -> tuple[int, int]:
     (a whole number of inner chunks, never spanning epochs).
 
     >>> adjacency_layout(1000, 9 * 26624)
-    (4, 136)
+    (4, 140)
     """
     per_step = max(1, step_bytes)
     inner = max(1, min(pow2_floor(max(1, INNER_BYTES // per_step)), pow2_floor(steps)))
