@@ -19,24 +19,11 @@ OUT=${OUT_DIR:-bench-results}
 SECONDS_EACH=${SECONDS_EACH:-3}
 mkdir -p "$OUT"
 
-"$PY" - <<'PYEOF'
-import sys
-import torch
-if not torch.cuda.is_available():
-    sys.exit(f"error: torch {torch.__version__} sees no CUDA device; this script needs a GPU build of torch")
-print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}", file=sys.stderr)
-PYEOF
+. benchmarks/_gpu.sh
+need_cuda
 
 start=$(date +%s)
-PYTHONPATH=. "$PY" -c "
-import sys, time
-from pathlib import Path
-from benchmarks.stream import ensure_build
-if __name__ == '__main__':
-    t0 = time.perf_counter()
-    b = ensure_build(Path('data/bench'), 1.0)
-    print(f'build {b} ready in {time.perf_counter() - t0:.0f} s', file=sys.stderr)
-"
+timed_build stream
 PYTHONPATH=. "$PY" -m benchmarks stream --workdir data/bench --device cuda --formats index transformer \
     --batch-sizes 64 --peers none --seconds "$SECONDS_EACH" --json "$OUT/stream-gpu.json" 2>&1 \
     | tee "$OUT/stream-gpu.log"

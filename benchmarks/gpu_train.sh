@@ -20,14 +20,8 @@ STEPS=${STEPS:-10}
 MAX_SECONDS=${MAX_SECONDS:-15}
 mkdir -p "$OUT"
 
-"$PY" - <<'EOF'
-import sys
-import torch
-if not torch.cuda.is_available():
-    sys.exit(f"error: torch {torch.__version__} sees no CUDA device; this script needs a GPU build of torch")
-print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}, "
-      f"{torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB", file=sys.stderr)
-EOF
+. benchmarks/_gpu.sh
+need_cuda
 # research-code batches of the full graph travel through shared memory (~80 MB of edges per sample)
 shm=$(df -Pm /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')
 if [ -n "${shm:-}" ] && [ "$shm" -lt 16384 ]; then
@@ -35,16 +29,7 @@ if [ -n "${shm:-}" ] && [ "$shm" -lt 16384 ]; then
 fi
 
 start=$(date +%s)
-# the build alone (the benchmark would build it too): timed apart so the table's run time is visible
-PYTHONPATH=. "$PY" -c "
-import sys, time
-from pathlib import Path
-from benchmarks.train import ensure_build
-if __name__ == '__main__':
-    t0 = time.perf_counter()
-    b = ensure_build(Path('data/bench'), 1.0)
-    print(f'build {b} ready in {time.perf_counter() - t0:.0f} s', file=sys.stderr)
-"
+timed_build train
 PYTHONPATH=. "$PY" -m benchmarks train --scale 1 --device cuda --workers 2 --steps "$STEPS" --warmup 2 \
     --max-seconds "$MAX_SECONDS" --json "$OUT/train-gpu.json" 2>&1 | tee "$OUT/train-gpu.log"
 echo "gpu_train.sh: $(( $(date +%s) - start )) s in all" >&2
