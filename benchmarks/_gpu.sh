@@ -1,7 +1,16 @@
-# Shared by the GPU checks (gpu_stream.sh, gpu_train.sh): source it after setting PY.
+# Shared by the GPU checks (gpu_stream.sh, gpu_train.sh), sourced first: strict mode, the repository root
+# as the working directory, PY (the interpreter: $PYTHON, else .venv/bin/python, else python) and OUT
+# (where results go: $OUT_DIR, else bench-results), and:
 #   need_cuda               exit with one error line unless torch sees a CUDA device
 #   timed_build MODULE      MODULE.ensure_build(data/bench, scale 1), its time on stderr (the benchmark
 #                           would build it too: timed apart so the table's run time is visible)
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+[ -x "$PY" ] || PY=python
+OUT=${OUT_DIR:-bench-results}
+mkdir -p "$OUT"
 
 need_cuda() {
     "$PY" - <<'PYEOF'

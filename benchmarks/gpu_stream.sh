@@ -11,15 +11,9 @@
 #    every batch moved to the GPU (pinned, non-blocking) and expanded there, through 0 and 2 workers,
 #    and the expansion rate of a step's rows on the GPU against numpy on the CPU; prints the table and
 #    writes bench-results/stream-gpu.json (and the log next to it).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || PY=python
-OUT=${OUT_DIR:-bench-results}
 SECONDS_EACH=${SECONDS_EACH:-3}
-mkdir -p "$OUT"
 
-. benchmarks/_gpu.sh
+. "$(dirname "$0")/_gpu.sh"
 need_cuda
 
 start=$(date +%s)

@@ -11,16 +11,10 @@
 #    loading through 2 DataLoader workers each), printing the table and writing
 #    bench-results/train-gpu.json (and the log next to it).
 # Not run yet: no GPU machine was lent to the session that wrote it.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || PY=python
-OUT=${OUT_DIR:-bench-results}
 STEPS=${STEPS:-10}
 MAX_SECONDS=${MAX_SECONDS:-15}
-mkdir -p "$OUT"
 
-. benchmarks/_gpu.sh
+. "$(dirname "$0")/_gpu.sh"
 need_cuda
 # research-code batches of the full graph travel through shared memory (~80 MB of edges per sample)
 shm=$(df -Pm /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')

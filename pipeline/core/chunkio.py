@@ -346,45 +346,37 @@ class DirectArray:
                 or any(n != 1 for n in lay.inner[:axis]):
             return None
         first = tuple(int(c) for c in cell)
-        if first[axis] * lay.inner[axis] >= lay.shape[axis] or (first[axis] + count - 1) * lay.inner[axis] >= \
-                lay.shape[axis]:
+        if (first[axis] + count - 1) * lay.inner[axis] >= lay.shape[axis]:
             return None
-        run = self._run_in_shard(first, count, axis)
-        if run is not None:
-            return self._map(*run, count, axis) if run[0] is not None else None
-        spans = []
-        for j in range(count):
-            c = first[:axis] + (first[axis] + j,) + first[axis + 1:]
-            where = self._locate(self._kept, c)
-            if where is None:
-                return None
-            spans.append(where)
-        f, offset, _ = spans[0]
-        for j, (g, off, nbytes) in enumerate(spans):
-            if nbytes != lay.cell_bytes:
-                raise self._damage(g, f"a chunk holds {nbytes} bytes, expected {lay.cell_bytes}: truncated")
-            if g.path != f.path or off != offset + j * lay.cell_bytes:
-                return None
-        return self._map(f, offset, count, axis)
+        run = self._stored_run(first, count, axis)
+        return None if run is None else self._map(*run, count, axis)
 
-    def _run_in_shard(self, first: tuple[int, ...], count: int, axis: int) -> tuple[_File | None, int] | None:
-        """``mapped``'s chunks when they all lie in one shard: (its file, the first chunk's offset) when they are
-        stored back to back, (None, 0) when not (or not stored); None: not one shard (check chunk by chunk)."""
+    def _stored_run(self, first: tuple[int, ...], count: int, axis: int) -> tuple[_File, int] | None:
+        """(file, offset of the first) of ``mapped``'s chunks when they are all stored, back to back in
+        one file; None otherwise (an unsharded array holds one chunk a file)."""
         lay = self._layout
         assert lay is not None
+        if not lay.index_at:
+            where = self._locate(self._kept, first) if count == 1 else None
+            if where is None:
+                return None
+            f, offset, nbytes = where
+            if nbytes != lay.cell_bytes:
+                raise self._damage(f, f"a chunk holds {nbytes} bytes, expected {lay.cell_bytes}: truncated")
+            return f, offset
         per = lay.per_shard
-        if not lay.index_at or first[axis] // per[axis] != (first[axis] + count - 1) // per[axis]:
-            return None
+        if first[axis] // per[axis] != (first[axis] + count - 1) // per[axis]:
+            return None  # across two shard files
         shard = tuple(c // p for c, p in zip(first, per, strict=True))
         f = self._kept.get(lay.key(shard))
         if f is None:
-            return None, 0
+            return None
         at = [c % p for c, p in zip(first, per, strict=True)]
         sel = tuple(slice(a, a + count) if i == axis else a for i, a in enumerate(at))
         spans = self._index(f, shard)[sel]  # [count, 2]: (offset, nbytes) of each chunk
         offsets, sizes = spans[:, 0], spans[:, 1]
         if (sizes == _EMPTY).any():
-            return None, 0
+            return None
         if (sizes != lay.cell_bytes).any():
             raise self._damage(f, f"a chunk holds {int(sizes[sizes != lay.cell_bytes][0])} bytes, expected "
                                   f"{lay.cell_bytes}: truncated")
@@ -392,7 +384,7 @@ class DirectArray:
             raise self._damage(f, f"inner chunk at bytes {int(offsets[-1])}..{int(offsets[-1]) + lay.cell_bytes} "
                                   f"runs past the end of the file ({f.size} bytes): truncated")
         back_to_back = (offsets == offsets[0] + np.arange(count, dtype=np.uint64) * np.uint64(lay.cell_bytes)).all()
-        return (f, int(offsets[0])) if back_to_back else (None, 0)
+        return (f, int(offsets[0])) if back_to_back else None
 
     def _map(self, f: _File, offset: int, count: int, axis: int) -> np.ndarray:
         """``count`` chunks stored back to back from ``offset`` of ``f``, mapped (see :meth:`mapped`)."""

@@ -300,8 +300,8 @@ def run_precompute_tasks(plan: PrecomputePlan, staging: Path) -> TaskResults:
     per_sample = bool({"masks", "khop"} & set(params["artifacts"]))
     todo_s = [c for c in range(plan.n_chunks) if c not in done_s] if per_sample else []
     adj = params.get("adjacency")
-    n_shards = -(-adj["steps"] // StagingStore.open(staging).steps_per_shard) if adj else 0
-    todo_a = [(e, k) for e in range(adj["epochs"]) for k in range(n_shards) if (e, k) not in done_a] if adj else []
+    shards = StagingStore.open(staging).adjacency_shards() if adj else []
+    todo_a = [k for k in shards if k not in done_a]
     cfg = plan.config
     redone: list[str] = []
     with dask_client(cfg.dask_address, cfg.workers, cfg.dask_processes, BatchJobs.from_config(cfg)) as client:
@@ -348,8 +348,7 @@ def run_precompute_tasks(plan: PrecomputePlan, staging: Path) -> TaskResults:
     missing = [c for c in range(plan.n_chunks) if c not in done_s] if per_sample else []
     if missing:
         raise StoreError(f"{staging}: chunks {missing[:10]} missing after the run")
-    missing_a = [k for k in ((e, j) for e in range(adj["epochs"]) for j in range(n_shards)) if k not in done_a] \
-        if adj else []
+    missing_a = [k for k in shards if k not in done_a]
     if missing_a:
         raise StoreError(f"{staging}: adjacency (epoch, shard) {missing_a[:10]} missing after the run")
     log.info("computed and read back %d task(s), re-verified %d of an earlier run (%d recomputed), in %.2fs",

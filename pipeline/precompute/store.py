@@ -411,14 +411,22 @@ class StoreArrays:
             crc = crc_update(crc, arr[a:min(first + count, a + step)])
         return f"{crc:08x}"
 
-    def _adjacency_meta(self) -> tuple[int, int]:
-        """(steps per shard, stored steps) of the adjacency arrays."""
-        return self.steps_per_shard, int(self.root[ADJ_ROWS].shape[1])
+    def _adjacency_meta(self) -> tuple[int, int, int]:
+        """(steps per shard, stored steps, stored epochs) of the adjacency arrays."""
+        epochs, steps = self.root[ADJ_ROWS].shape[:2]
+        return self.steps_per_shard, int(steps), int(epochs)
 
     def adjacency_steps(self, shard: int) -> range:
         """The steps of adjacency shard ``shard`` (of every epoch; the last one may be short)."""
-        per, n = self._adjacency_meta()
+        per, n, _ = self._adjacency_meta()
         return range(shard * per, min((shard + 1) * per, n))
+
+    def adjacency_shards(self) -> list[tuple[int, int]]:
+        """Every (epoch, shard) of the adjacency arrays: one task and one checksum each (empty without them)."""
+        if ADJACENCY not in self.root:
+            return []
+        per, n, epochs = self._adjacency_meta()
+        return [(e, k) for e in range(epochs) for k in range(-(-n // per))]
 
     def shard_digest(self, epoch: int, shard: int) -> str:
         """The checksum of one adjacency shard (every graph's rows and packed negatives of its steps of one
@@ -541,10 +549,10 @@ class PrecomputedStore(PublishedStore, StoreArrays):
     #: cache serves the next reads; zarr's fixed per-call cost dominates a chunk's read)
     _readers: dict[str, DirectArray] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    #: (steps per shard, stored steps) of the adjacency arrays, read once (a zarr metadata read costs ~1 ms)
-    _adj_meta: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
+    #: (steps per shard, stored steps, epochs) of the adjacency arrays, read once (a zarr metadata read: ~1 ms)
+    _adj_meta: tuple[int, int, int] | None = field(default=None, init=False, repr=False, compare=False)
 
-    def _adjacency_meta(self) -> tuple[int, int]:
+    def _adjacency_meta(self) -> tuple[int, int, int]:
         if self._adj_meta is None:
             self._adj_meta = super()._adjacency_meta()
         return self._adj_meta

@@ -274,6 +274,16 @@ def compute_sample_chunk(staging: str, graph_store: str, key: str, chunk: int, p
 SAMPLE_BYTES = 1 << 26
 
 
+@lru_cache(maxsize=1)
+def _adjacency_graphs(staging: str, graph_store: str,
+                      graphs: tuple[str, ...]) -> tuple[int, np.ndarray, dict[str, Any]]:
+    """(genes, valid genes, CSR per graph) for the adjacency tasks, read once per worker process and
+    staging (its name holds the build key, so another graph is read afresh); every shard task samples
+    every graph: ~0.25 s of reads a task at full scale otherwise."""
+    graph = open_graph(graph_store)
+    return graph.n_genes, ~graph.added, {t: graph.csr(t) for t in graphs}
+
+
 def compute_adjacency(staging: str, graph_store: str, epoch: int, shard: int,
                       params: dict[str, Any]) -> AdjacencyShardDone:
     """Sample every graph's adjacency rows of the steps of one shard of one epoch, pack the negatives
@@ -284,12 +294,11 @@ def compute_adjacency(staging: str, graph_store: str, epoch: int, shard: int,
     from pipeline.precompute.adjacency import NegativePacking, sample_adjacency_rows
 
     a = params["adjacency"]
-    graph = open_graph(graph_store)
-    valid = ~graph.added
+    n_genes, valid, csrs = _adjacency_graphs(staging, graph_store, tuple(a["graphs"]))
     st = StagingStore.open(staging, mode="r+")
-    packing = NegativePacking.for_genes(graph.n_genes, a["negatives"])
+    packing = NegativePacking.for_genes(n_genes, a["negatives"])
     if st.adjacency_packing != packing:
-        raise StoreError(f"{staging}: negatives packed as {st.adjacency_packing}, but the graph's {graph.n_genes} "
+        raise StoreError(f"{staging}: negatives packed as {st.adjacency_packing}, but the graph's {n_genes} "
                          f"genes need {packing}")
     if st.adjacency_graphs != list(a["graphs"]):
         raise StoreError(f"{staging}: adjacency graphs {st.adjacency_graphs}, parameters {a['graphs']}")
@@ -300,7 +309,7 @@ def compute_adjacency(staging: str, graph_store: str, epoch: int, shard: int,
     packed = np.empty((len(steps), len(graphs), packing.step_bytes(n_rows)), dtype=np.uint8)
     block = max(1, SAMPLE_BYTES // max(1, n_rows * a["negatives"] * 4))
     for t, name in enumerate(graphs):
-        csr = graph.csr(name)
+        csr = csrs[name]
         for b0 in range(steps.start, steps.stop, block):  # results never depend on the block (counter-based draws)
             b1 = min(steps.stop, b0 + block)
             res = sample_adjacency_rows(csr.indptr, csr.indices, valid, n_rows=n_rows, n_negatives=a["negatives"],

@@ -126,12 +126,8 @@ def _check_packing(store: PrecomputedStore, a: dict[str, Any]) -> list[str]:
 
 def _missing_shards(store: PrecomputedStore) -> list[str]:
     """The (epoch, shard)s of adjacency steps the manifest has no checksum for (nothing would verify them)."""
-    a = store.manifest["parameters"].get("adjacency")
-    if not a:
-        return []
-    n_shards = -(-a["steps"] // store.steps_per_shard)
     have = {(int(d["epoch"]), int(d["shard"])) for d in store.manifest["adjacency"]}
-    missing = [(e, k) for e in range(a["epochs"]) for k in range(n_shards) if (e, k) not in have]
+    missing = [k for k in store.adjacency_shards() if k not in have]
     return [f"adjacency: no checksum for (epoch, shard) {missing[:10]}"] if missing else []
 
 
